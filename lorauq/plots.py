@@ -1,0 +1,432 @@
+"""The report's figures: one function per figure, tidy tables of :mod:`lorauq.analysis` in.
+
+Each function only selects and reshapes its table for display and returns a
+:class:`matplotlib.figure.Figure` built without pyplot (no global figure state, nothing shown
+twice in a notebook); :func:`save_figure` writes it as PNG and PDF. Every panel carries a
+title naming the eval set, axis labels with units (entropies in nats) and a legend, so a
+figure can be read without the code.
+
+Figures of the paper (notes/paper.md §4): A = :func:`fig_metrics_over_epochs`,
+B = :func:`fig_agreement`, C = :func:`fig_entropy_mi_hist`; the rest are DESIGN §7 extras.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from lorauq.store import atomic_path
+
+#: Axis labels, with units, of every metric the analysis tables carry.
+LABELS = {
+    "accuracy": "accuracy (fraction correct)",
+    "nll": "NLL (nats)",
+    "ece": "ECE (fraction)",
+    "brier": "Brier score",
+    "predictive_entropy": "predictive entropy H(p̄) (nats)",
+    "expected_entropy": "expected entropy (nats)",
+    "mutual_information": "mutual information (nats)",
+    "aurc": "AURC (mean error rate)",
+    "agreement": "agreement (fraction same answer)",
+    "total_variation": "total variation distance",
+    "max_prob": "1 − max p̄",
+}
+#: Short panel-title names of the same metrics.
+TITLES = {
+    "accuracy": "accuracy",
+    "nll": "NLL",
+    "ece": "ECE",
+    "brier": "Brier",
+    "predictive_entropy": "predictive entropy",
+    "expected_entropy": "expected entropy",
+    "mutual_information": "mutual information",
+    "aurc": "AURC",
+    "agreement": "agreement with reference",
+    "total_variation": "total variation to reference",
+    "max_prob": "1 − max p̄",
+}
+TRANSITION_LABELS = {
+    "stayed_right": "right → right",
+    "learned": "wrong → right (learned)",
+    "forgotten": "right → wrong (forgotten)",
+    "stayed_wrong": "wrong → wrong",
+}
+#: Colours of the transitions: kept and learned in greens, forgotten in red, never in grey.
+TRANSITION_COLOURS = ("#1a9850", "#91cf60", "#d73027", "#bdbdbd")
+EPOCH_LABEL = "epoch (0 = base model)"
+PANEL_SIZE = (4.0, 3.0)
+DPI = 150
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _figure(nrows: int, ncols: int, **subplot_kw: object) -> tuple[Figure, np.ndarray]:
+    """A constrained-layout figure with a 2-D array of seaborn-styled axes."""
+    with sns.axes_style("whitegrid"):
+        fig = Figure(
+            figsize=(max(PANEL_SIZE[0] * ncols, 6.0), PANEL_SIZE[1] * nrows + 0.4),
+            layout="constrained",
+        )
+        axes = fig.subplots(nrows, ncols, squeeze=False, **subplot_kw)
+    return fig, axes
+
+
+def _require_rows(table: pd.DataFrame, what: str) -> None:
+    if table.empty:
+        raise ValueError(f"{what}: the table has no rows to plot")
+
+
+def _label(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+
+
+def _keep_one_legend(axes: np.ndarray, title: str | None = None) -> None:
+    """Keep the first panel's legend (retitled when ``title`` is given), drop the others."""
+    legends = [ax.get_legend() for ax in axes.flat]
+    first = next((i for i, legend in enumerate(legends) if legend is not None), None)
+    if first is None:
+        return
+    for legend in legends[first + 1 :]:
+        if legend is not None:
+            legend.remove()
+    if title is not None:
+        axes.flat[first].legend(title=title, fontsize="small")
+
+
+def _epoch_grid(data: pd.DataFrame, metrics: Sequence[str], suptitle: str) -> Figure:
+    """Rows = eval sets, columns = metrics, a line per ``curve`` over epochs."""
+    eval_sets = sorted(data["eval_set"].unique())
+    fig, axes = _figure(len(eval_sets), len(metrics))
+    for row, eval_set in enumerate(eval_sets):
+        for col, metric in enumerate(metrics):
+            ax = axes[row, col]
+            panel = data[(data["eval_set"] == eval_set) & (data["metric"] == metric)]
+            sns.lineplot(data=panel, x="epoch", y="value", hue="curve", marker="o", ax=ax)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            _label(ax, f"{eval_set}: {TITLES[metric]}", EPOCH_LABEL, LABELS[metric])
+    _keep_one_legend(axes, "")
+    fig.suptitle(suptitle)
+    return fig
+
+
+# --------------------------------------------------------------------------- paper figures
+
+
+def fig_metrics_over_epochs(
+    metrics_table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "nll", "ece")
+) -> Figure:
+    """Fig A: accuracy, NLL and ECE over epochs, full ensemble vs the single-member mean.
+
+    Rows are eval sets, columns metrics. "ensemble (M=k)" is the largest ``ensemble_size`` of
+    each eval set; "single members, mean (M=1)" is the ``member_mean`` estimator.
+    """
+    _require_rows(metrics_table, "fig_metrics_over_epochs")
+    ensemble = metrics_table[metrics_table["estimator"] == "ensemble"]
+    full_size = ensemble.groupby("eval_set")["ensemble_size"].transform("max")
+    full = ensemble[ensemble["ensemble_size"] == full_size].assign(
+        curve=lambda t: "ensemble (M=" + t["ensemble_size"].astype(str) + ")"
+    )
+    single = metrics_table[metrics_table["estimator"] == "member_mean"].assign(
+        curve="single members, mean (M=1)"
+    )
+    data = pd.concat([full, single], ignore_index=True)
+    return _epoch_grid(data, metrics, "Metrics over fine-tuning epochs")
+
+
+def fig_agreement(agreement_table: pd.DataFrame) -> Figure:
+    """Fig B: agreement and total variation to the reference ensemble over epochs.
+
+    Rows are eval sets; the reference is taken at the same epoch when it has it, else at its
+    final epoch (see :func:`lorauq.analysis.agreement_table`).
+    """
+    _require_rows(agreement_table, "fig_agreement")
+    names = {"ensemble": "full ensemble", "member_mean": "single members, mean"}
+    data = agreement_table.assign(curve=agreement_table["estimator"].map(names))
+    return _epoch_grid(
+        data,
+        ("agreement", "total_variation"),
+        "Closeness to the reference ensemble (at the same epoch, else at its final epoch)",
+    )
+
+
+def _hist_panels(
+    question_table: pd.DataFrame, epochs: Sequence[int]
+) -> list[tuple[str, str, int, pd.DataFrame]]:
+    """(eval set, "right"/"wrong", epoch, questions) per panel, labelled questions only."""
+    labelled = question_table[question_table["correct"].notna()]
+    right = labelled["correct"].astype(bool)
+    panels = []
+    for eval_set in sorted(labelled["eval_set"].unique()):
+        for kind, is_right in (("right", True), ("wrong", False)):
+            for epoch in epochs:
+                chosen = (
+                    (labelled["eval_set"] == eval_set)
+                    & (right == is_right)
+                    & (labelled["epoch"] == epoch)
+                )
+                panels.append((eval_set, kind, epoch, labelled[chosen]))
+    return panels
+
+
+def _edges(values: pd.Series, bins: int) -> np.ndarray:
+    """Bin edges from 0 to a little past the largest value, shared by every panel."""
+    return np.linspace(0.0, 1.05 * max(float(values.max()), 1e-3), bins + 1)
+
+
+def fig_entropy_mi_hist(
+    question_table: pd.DataFrame, epochs: Sequence[int], bins: int = 30
+) -> Figure:
+    """Fig C: 2-D histograms of predictive entropy (x) vs mutual information (y), in nats.
+
+    One figure with eval sets stacked: for each eval set a row of right answers and a row of
+    wrong answers (of the full ensemble's argmax; unlabelled questions are left out), one
+    column per epoch in ``epochs``. All panels share the axis ranges and one logarithmic
+    colour scale of questions per bin, so panels compare directly; empty bins are blank.
+    """
+    _require_rows(question_table, "fig_entropy_mi_hist")
+    missing = sorted(set(epochs) - set(question_table["epoch"].unique().tolist()))
+    if missing:
+        raise ValueError(f"fig_entropy_mi_hist: epoch(s) {missing} are not in the table")
+    panels = _hist_panels(question_table, epochs)
+    x_edges = _edges(question_table["predictive_entropy"], bins)
+    y_edges = _edges(question_table["mutual_information"], bins)
+    counts = [
+        np.histogram2d(p["predictive_entropy"], p["mutual_information"], [x_edges, y_edges])[0]
+        for *_, p in panels
+    ]
+    norm = LogNorm(vmin=1, vmax=max(2.0, max(c.max() for c in counts)))
+    fig, axes = _figure(len(panels) // len(epochs), len(epochs), sharex=True, sharey=True)
+    for ax, (eval_set, kind, epoch, questions), count in zip(
+        axes.flat, panels, counts, strict=True
+    ):
+        mesh = ax.pcolormesh(
+            x_edges, y_edges, np.ma.masked_less(count.T, 1), norm=norm, cmap="viridis"
+        )
+        ax.grid(False)
+        _label(
+            ax,
+            f"{eval_set}, epoch {epoch}\n{kind} answers (n={len(questions)})",
+            "predictive entropy (nats)",
+            "mutual information (nats)",
+        )
+    fig.colorbar(mesh, ax=axes, label="questions per bin (log scale)", shrink=0.6, aspect=40)
+    fig.suptitle("Total (x) vs epistemic (y) uncertainty of the ensemble, right and wrong")
+    return fig
+
+
+# --------------------------------------------------------------------------- DESIGN §7 extras
+
+
+def fig_reliability(reliability_table: pd.DataFrame) -> Figure:
+    """Reliability diagram per eval set: accuracy per confidence bin against the diagonal."""
+    _require_rows(reliability_table, "fig_reliability")
+    eval_sets = sorted(reliability_table["eval_set"].unique())
+    fig, axes = _figure(1, len(eval_sets))
+    colours = sns.color_palette()
+    for ax, eval_set in zip(axes.flat, eval_sets, strict=True):
+        table = reliability_table[reliability_table["eval_set"] == eval_set]
+        filled = table[table["count"] > 0]
+        ax.bar(
+            filled["bin_lower"],
+            filled["accuracy"],
+            width=filled["bin_upper"] - filled["bin_lower"],
+            align="edge",
+            edgecolor="white",
+            color=colours[0],
+            label="accuracy in bin",
+        )
+        ax.plot(
+            filled["confidence"],
+            filled["accuracy"],
+            "o",
+            color=colours[1],
+            label="(mean confidence, accuracy)",
+        )
+        ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+        ax.set(xlim=(0, 1), ylim=(0, 1))
+        epoch = int(table["epoch"].iloc[0])
+        _label(
+            ax,
+            f"{eval_set}: reliability, epoch {epoch}",
+            "confidence max p̄",
+            "accuracy (fraction correct)",
+        )
+        ax.legend(fontsize="small", loc="upper left")
+    _keep_one_legend(axes)
+    fig.suptitle("Reliability of the full ensemble (equal-width confidence bins)")
+    return fig
+
+
+def fig_risk_coverage(risk_coverage_table: pd.DataFrame) -> Figure:
+    """Risk–coverage curves: error rate when answering only the most confident questions."""
+    _require_rows(risk_coverage_table, "fig_risk_coverage")
+    fig, axes = _figure(1, 1)
+    ax = axes[0, 0]
+    sns.lineplot(
+        data=risk_coverage_table,
+        x="coverage",
+        y="risk",
+        hue="eval_set",
+        estimator=None,
+        sort=False,
+        ax=ax,
+    )
+    epoch = int(risk_coverage_table["epoch"].iloc[0])
+    _label(
+        ax,
+        f"Risk–coverage of the full ensemble, epoch {epoch}",
+        "coverage (fraction of questions answered)",
+        "risk (error rate among answered)",
+    )
+    ax.legend(title="eval set", fontsize="small")
+    return fig
+
+
+def fig_ood_roc(roc_points: pd.DataFrame) -> Figure:
+    """ROC curves of telling each other eval set (positive) from the in-domain one."""
+    _require_rows(roc_points, "fig_ood_roc")
+    eval_sets = sorted(roc_points["eval_set"].unique())
+    fig, axes = _figure(1, len(eval_sets))
+    for ax, eval_set in zip(axes.flat, eval_sets, strict=True):
+        curves = roc_points[roc_points["eval_set"] == eval_set]
+        curves = curves.assign(
+            score=curves["score"].map(TITLES)
+            + " (AUROC "
+            + curves["auroc"].map("{:.3f}".format)
+            + ")"
+        )
+        sns.lineplot(data=curves, x="fpr", y="tpr", hue="score", estimator=None, sort=False, ax=ax)
+        ax.plot([0, 1], [0, 1], "--", color="grey")
+        epoch = int(curves["epoch"].iloc[0])
+        _label(
+            ax,
+            f"{eval_set} vs in-domain, epoch {epoch}",
+            "false positive rate (in-domain flagged)",
+            "true positive rate (OOD flagged)",
+        )
+        ax.legend(title="score", fontsize="small", loc="lower right")
+    fig.suptitle("Out-of-domain detection by the ensemble's uncertainty")
+    return fig
+
+
+def fig_ensemble_size(
+    metrics_table: pd.DataFrame,
+    epoch: int | None = None,
+    metrics: Sequence[str] = ("accuracy", "nll", "ece", "mutual_information"),
+) -> Figure:
+    """Metrics against ensemble size M (the first M members) at one epoch (default: last)."""
+    _require_rows(metrics_table, "fig_ensemble_size")
+    chosen = int(metrics_table["epoch"].max()) if epoch is None else epoch
+    data = metrics_table[
+        (metrics_table["estimator"] == "ensemble") & (metrics_table["epoch"] == chosen)
+    ]
+    _require_rows(data, f"fig_ensemble_size at epoch {chosen}")
+    fig, axes = _figure(1, len(metrics))
+    for ax, metric in zip(axes.flat, metrics, strict=True):
+        sns.lineplot(
+            data=data[data["metric"] == metric],
+            x="ensemble_size",
+            y="value",
+            hue="eval_set",
+            marker="o",
+            ax=ax,
+        )
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _label(
+            ax,
+            f"{TITLES[metric]}, epoch {chosen}",
+            "ensemble size M (first M members)",
+            LABELS[metric],
+        )
+    _keep_one_legend(axes, "eval set")
+    fig.suptitle("Effect of ensemble size")
+    return fig
+
+
+def fig_transitions(transitions_table: pd.DataFrame) -> Figure:
+    """Stacked fractions of right/wrong transitions from the reference epoch, per eval set.
+
+    Takes :func:`lorauq.analysis.transitions_over_epochs`: "forgotten" is what was right at the
+    reference epoch (default the base model) and is wrong at the later epoch.
+    """
+    _require_rows(transitions_table, "fig_transitions")
+    eval_sets = sorted(transitions_table["eval_set"].unique())
+    fig, axes = _figure(1, len(eval_sets))
+    for ax, eval_set in zip(axes.flat, eval_sets, strict=True):
+        table = transitions_table[transitions_table["eval_set"] == eval_set]
+        wide = table.pivot(index="epoch", columns="transition", values="fraction")
+        wide = wide.reindex(columns=list(TRANSITION_LABELS))
+        wide.rename(columns=TRANSITION_LABELS).plot(
+            kind="bar",
+            stacked=True,
+            ax=ax,
+            color=TRANSITION_COLOURS,
+            rot=0,
+            width=0.8,
+        )
+        reference = int(table["reference_epoch"].iloc[0])
+        _label(
+            ax,
+            f"{eval_set}: answers vs epoch {reference}",
+            "epoch",
+            "fraction of labelled questions",
+        )
+        ax.set_ylim(0, 1)
+        ax.legend(title=f"epoch {reference} → epoch", fontsize="small")
+    _keep_one_legend(axes)
+    fig.suptitle("What fine-tuning taught and made the ensemble forget")
+    return fig
+
+
+def fig_subjects(
+    subject_table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "mutual_information")
+) -> Figure:
+    """Per-subject bars (e.g. MMLU subjects): rows = eval sets, columns = metrics."""
+    _require_rows(subject_table, "fig_subjects")
+    eval_sets = sorted(subject_table["eval_set"].unique())
+    heights = [subject_table["eval_set"].eq(name).sum() for name in eval_sets]
+    fig, axes = _figure(len(eval_sets), len(metrics), gridspec_kw={"height_ratios": heights})
+    fig.set_size_inches(5.5 * len(metrics), 1.0 + 0.3 * sum(heights) + 0.6 * len(eval_sets))
+    epoch = int(subject_table["epoch"].iloc[0])
+    for row, eval_set in enumerate(eval_sets):
+        table = subject_table[subject_table["eval_set"] == eval_set].sort_values("subject")
+        for col, metric in enumerate(metrics):
+            ax = axes[row, col]
+            sns.barplot(
+                data=table, y="subject", x=metric, orient="h", ax=ax, color=sns.color_palette()[col]
+            )
+            _label(ax, f"{eval_set}: {TITLES[metric]}", LABELS[metric], "subject")
+            if metric == "accuracy":
+                ax.set_xlim(0, 1)
+    fig.suptitle(f"Per-subject breakdown of the full ensemble, epoch {epoch}")
+    return fig
+
+
+# --------------------------------------------------------------------------- saving
+
+
+def save_figure(fig: Figure, path_stem: str | os.PathLike[str]) -> list[Path]:
+    """Write ``<stem>.png`` (150 dpi) and ``<stem>.pdf``, each atomically; return the paths.
+
+    The PDF carries no creation date, so re-running the pipeline on the same data gives the
+    same bytes and DVC sees no change.
+    """
+    written = []
+    for fmt, metadata in (("png", None), ("pdf", {"CreationDate": None})):
+        path = Path(f"{os.fspath(path_stem)}.{fmt}")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=DPI, metadata=metadata)
+        written.append(path)
+    return written
