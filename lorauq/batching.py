@@ -1,0 +1,88 @@
+"""Token batches without wasted padding, and the one forward pass everything needs.
+
+Both training and inference need only the logits at the answer position, which with left
+padding is always the last one. Sorting by length and batching by a token budget replaces
+padding every prompt to a fixed maximum (the authors' 128/512), and ``logits_to_keep=1``
+applies the LM head at that one position instead of materialising sequence × vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def collate_left(
+    sequences: Sequence[Sequence[int]], pad_id: int, device: torch.device | None = None
+):
+    """Left-pad token lists into (input_ids, attention_mask, position_ids) tensors.
+
+    Position ids restart at 0 at each row's first real token, so a left-padded prompt gets
+    the same logits as the unpadded one.
+    """
+    width = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        input_ids[row, width - len(seq) :] = torch.as_tensor(seq, dtype=torch.long)
+        attention_mask[row, width - len(seq) :] = 1
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    if device is not None:
+        input_ids, attention_mask, position_ids = (
+            t.to(device) for t in (input_ids, attention_mask, position_ids)
+        )
+    return input_ids, attention_mask, position_ids
+
+
+def last_position_logits(model, input_ids, attention_mask, position_ids) -> torch.Tensor:
+    """Full-vocabulary logits at the last (answer) position only: shape (batch, vocab)."""
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        logits_to_keep=1,
+        use_cache=False,
+    )
+    return out.logits[:, -1, :]
+
+
+def budget_batches(lengths: Sequence[int], batch_tokens: int) -> list[np.ndarray]:
+    """Indices sorted by length, cut into batches whose padded size stays within ``batch_tokens``.
+
+    A single prompt longer than the budget still gets a batch of its own.
+    """
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    batches: list[np.ndarray] = []
+    current: list[int] = []
+    for index in order:
+        width = lengths[index]
+        if current and width * (len(current) + 1) > batch_tokens:
+            batches.append(np.asarray(current))
+            current = []
+        current.append(int(index))
+    if current:
+        batches.append(np.asarray(current))
+    return batches
+
+
+def bucketed_batches(
+    lengths: Sequence[int], batch_size: int, generator: torch.Generator
+) -> list[np.ndarray]:
+    """Training batches of ``batch_size`` drawn from length-sorted buckets, in a seeded order.
+
+    The questions are shuffled, then sorted by length within windows of 50 batches, cut into
+    batches, and the batches shuffled: little padding, yet every epoch sees a different order
+    that depends only on ``generator`` (the member's seed).
+    """
+    n = len(lengths)
+    perm = torch.randperm(n, generator=generator).numpy()
+    window = batch_size * 50
+    batches: list[np.ndarray] = []
+    for start in range(0, n, window):
+        chunk = perm[start : start + window]
+        chunk = chunk[np.argsort(np.asarray(lengths)[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    order = torch.randperm(len(batches), generator=generator).numpy()
+    return [batches[i] for i in order]

@@ -1,0 +1,322 @@
+"""Typed experiment parameters: one validated object from ``params.yaml``.
+
+``params.yaml`` names the active ``profile`` and holds one section per profile, so DVC can
+track exactly the keys each stage reads (``${profile}.train`` and so on) and
+``dvc exp run -S profile=paper`` switches the whole experiment. Every key is checked here:
+a typo fails at once with its dotted path and the closest valid key, instead of silently
+running the wrong experiment hours later.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from lorauq.errors import ConfigError
+
+Readout = Literal["renormalized", "with_other"]
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """Where one question table comes from (arguments of ``lorauq.data.load_questions``)."""
+
+    source: str
+    split: str
+    path: str | None = None
+    group: str | None = None
+    subjects: list[str] | None = None
+    limit: int | None = None
+
+
+@dataclass(frozen=True)
+class DataParams:
+    template: str = "paper"
+    train: SourceSpec = field(default_factory=lambda: SourceSpec("synthetic", "train"))
+    eval: dict[str, SourceSpec] = field(default_factory=dict)
+    world: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BaseParams:
+    kind: Literal["tiny", "pretrained"] = "tiny"
+    model: str | None = None
+    gguf_file: str | None = None
+    revision: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    quantization: Literal["none", "4bit", "8bit"] = "none"
+    trust_remote_code: bool = False
+    attn_implementation: str | None = None
+    # The tiny base (kind: tiny): geometry and pre-training.
+    vocab_size: int = 600
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    num_key_value_heads: int = 2
+    max_position_embeddings: int = 512
+    pretrain_steps: int = 500
+    pretrain_batch_size: int = 16
+    pretrain_lr: float = 1e-3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LoraParams:
+    r: int = 8
+    alpha: float = 32.0
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    epochs: int = 10
+    lr: float = 5e-6
+    batch_size: int = 8
+    max_length: int = 128
+    grad_clip: float = 0.3
+    weight_decay: float = 0.0
+    prior_lambda: float = 1.0
+    gradient_checkpointing: bool = False
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class InferParams:
+    max_length: int = 512
+    batch_tokens: int = 8192
+    threads: int = 0
+
+
+@dataclass(frozen=True)
+class AnalysisParams:
+    readout: Readout = "renormalized"
+    n_bins: int = 10
+    in_domain: str = "in_domain"
+    hist_epochs: list[int] = field(default_factory=lambda: [1, 3, 6])
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class Params:
+    """One experiment: the active profile's sections plus the member list."""
+
+    profile: str
+    members: list[int]
+    base: BaseParams
+    data: DataParams
+    lora: LoraParams
+    train: TrainParams
+    infer: InferParams
+    analysis: AnalysisParams
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {
+    "base": BaseParams,
+    "data": DataParams,
+    "lora": LoraParams,
+    "train": TrainParams,
+    "infer": InferParams,
+    "analysis": AnalysisParams,
+}
+
+
+def _closest(key: str, valid: list[str]) -> str:
+    match = difflib.get_close_matches(key, valid, n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _check_type(value: Any, hint: Any, where: str) -> Any:
+    """Coerce ``value`` to ``hint`` where lossless (int → float), else raise naming ``where``."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(value, arg, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if errors else f"{where}: got {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(
+                f"{where}: {value!r} is not one of {list(args)}{_closest(str(value), [str(a) for a in args])}"
+            )
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        return [_check_type(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        return {str(k): _check_type(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, where)
+    if hint is Any:
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if hint is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if isinstance(hint, type) and not isinstance(value, hint):
+        raise ConfigError(
+            f"{where}: expected {hint.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__} {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(
+                f"{where}.{key}: unknown key{_closest(str(key), list(fields))}; valid keys: {sorted(fields)}"
+            )
+    values = {}
+    for name, spec in fields.items():
+        if name in raw:
+            values[name] = _check_type(raw[name], hints[name], f"{where}.{name}")
+        elif spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}.{name}: required key is missing")
+    return cls(**values)
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _dotted_to_nested(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for key, value in overrides.items():
+        node = nested
+        parts = str(key).split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return nested
+
+
+def _check_values(params: Params, where: str) -> None:
+    """Range checks that types alone cannot express."""
+    positive = {
+        "train.epochs": params.train.epochs,
+        "train.batch_size": params.train.batch_size,
+        "train.max_length": params.train.max_length,
+        "infer.max_length": params.infer.max_length,
+        "infer.batch_tokens": params.infer.batch_tokens,
+        "lora.r": params.lora.r,
+        "analysis.n_bins": params.analysis.n_bins,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{where}.{key} must be positive, got {value}")
+    if params.train.lr <= 0:
+        raise ConfigError(f"{where}.train.lr must be positive, got {params.train.lr}")
+    for key in ("train.prior_lambda", "train.weight_decay", "train.grad_clip", "lora.dropout"):
+        section, name = key.split(".")
+        if getattr(getattr(params, section), name) < 0:
+            raise ConfigError(f"{where}.{key} must be >= 0")
+    if not params.members:
+        raise ConfigError(
+            "members: the member list is empty; give at least one seed, e.g. [0, 1, 2, 3, 4]"
+        )
+    if len(set(params.members)) != len(params.members) or any(m < 0 for m in params.members):
+        raise ConfigError(f"members: must be distinct non-negative integers, got {params.members}")
+    if not params.data.eval:
+        raise ConfigError(f"{where}.data.eval: no evaluation sets")
+    if params.base.kind == "pretrained" and not params.base.model:
+        raise ConfigError(f"{where}.base.model: required when base.kind is 'pretrained'")
+    if not params.lora.target_modules:
+        raise ConfigError(f"{where}.lora.target_modules: empty")
+
+
+def resolve_params(
+    raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, source: str = "params"
+) -> Params:
+    """Build :class:`Params` from a parsed ``params.yaml`` mapping plus dotted ``overrides``.
+
+    ``overrides`` use the keys DVC uses (``{"tiny.train.epochs": 2}`` or, for the active
+    profile, ``{"train.epochs": 2}``).
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    raw = dict(raw)
+    overrides = dict(overrides or {})
+    if "profile" in overrides:
+        raw["profile"] = overrides.pop("profile")
+    if "members" in overrides:
+        raw["members"] = overrides.pop("members")
+    profile = raw.get("profile")
+    if not isinstance(profile, str):
+        raise ConfigError(f"{source}: 'profile' must name a profile section, got {profile!r}")
+    profiles = [k for k, v in raw.items() if isinstance(v, Mapping)]
+    if profile not in raw:
+        raise ConfigError(
+            f"profile: no section {profile!r} in {source}{_closest(profile, profiles)}; profiles: {profiles}"
+        )
+    section = copy.deepcopy(dict(raw[profile]))
+    nested = _dotted_to_nested(overrides)
+    section = _merge(section, nested.pop(profile, {}))
+    section = _merge(section, {k: v for k, v in nested.items() if k in _SECTIONS})
+    stray = sorted(k for k in nested if k not in _SECTIONS and k not in raw)
+    if stray:
+        raise ConfigError(
+            f"override {stray[0]!r}: unknown key{_closest(stray[0], list(_SECTIONS))}"
+        )
+    unknown = [k for k in section if k not in _SECTIONS]
+    if unknown:
+        raise ConfigError(
+            f"{profile}.{unknown[0]}: unknown section{_closest(unknown[0], list(_SECTIONS))}; sections: {list(_SECTIONS)}"
+        )
+    members = _check_type(raw.get("members", [0, 1, 2, 3, 4]), list[int], "members")
+    built = {
+        name: _build(cls, section.get(name, {}), f"{profile}.{name}")
+        for name, cls in _SECTIONS.items()
+    }
+    params = Params(profile=profile, members=members, **built)
+    _check_values(params, profile)
+    return params
+
+
+def load_params(
+    path: str | Path = "params.yaml", overrides: Mapping[str, Any] | None = None
+) -> Params:
+    """Load and validate ``params.yaml`` (DESIGN §9)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    return resolve_params(raw or {}, overrides, source=str(path))

@@ -1,0 +1,224 @@
+"""Base models, tokenizers and LoRA: loading a real one, or building the tiny offline one.
+
+One loader serves every profile: a hub id or local folder (Mistral-7B in the paper), a GGUF
+file, or the tiny Mistral-architecture base the pipeline builds itself. Remote code is never
+trusted unless ``base.trust_remote_code`` says so, and adapters are saved as safetensors in
+peft's own format so ``PeftModel.from_pretrained`` reads them without lorauq.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lorauq.config import BaseParams, LoraParams
+from lorauq.errors import ModelError
+
+# peft imports bitsandbytes, which logs a harmless CPU-kernel warning on some CPUs.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing is deprecated.*")
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def set_threads(threads: int) -> None:
+    """Pin torch's CPU threads (0 = leave torch's default); two runs side by side must use 1."""
+    if threads > 0:
+        torch.set_num_threads(threads)
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int):
+    """A byte-level BPE tokenizer trained on ``texts`` (the tiny world's own vocabulary).
+
+    Byte-level BPE never maps a character to <unk>, so digits or words unseen in training
+    still encode: exactly the "unseen" condition the tiny world needs.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<pad>", "<unk>", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    # padding_side must be a constructor argument: an attribute set later is not saved.
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        padding_side="left",
+    )
+
+
+def build_tiny_model(tokenizer, params: BaseParams):
+    """A randomly initialised Mistral-architecture model of the tiny geometry (seeded)."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    config = MistralConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=params.hidden_size,
+        intermediate_size=params.intermediate_size,
+        num_hidden_layers=params.num_hidden_layers,
+        num_attention_heads=params.num_attention_heads,
+        num_key_value_heads=params.num_key_value_heads,
+        head_dim=params.hidden_size // params.num_attention_heads,
+        max_position_embeddings=params.max_position_embeddings,
+        sliding_window=None,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(params.seed)
+    return MistralForCausalLM(config)
+
+
+def base_reference(params: BaseParams, tiny_dir: str | Path) -> str:
+    """What to load: the tiny base's folder, or the configured hub id / local folder."""
+    return str(tiny_dir) if params.kind == "tiny" else str(params.model)
+
+
+def _quantization_config(params: BaseParams):
+    if params.quantization == "none":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if params.quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=_DTYPES[params.dtype],
+    )
+
+
+def _check_reference(reference: str) -> None:
+    """Fail early and clearly on a local path that does not exist (not a hub id)."""
+    looks_local = (
+        reference.startswith((".", "/", "~"))
+        or os.sep in reference.rstrip("/").split(os.sep, 1)[-1]
+    )
+    path = Path(reference).expanduser()
+    if looks_local and not path.exists():
+        raise ModelError(f"{reference}: base model folder not found")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ModelError(f"{reference}: not a model folder (no config.json)")
+
+
+def load_tokenizer(reference: str, params: BaseParams):
+    """The tokenizer of the base, left-padded (the answer position is then always the last)."""
+    from transformers import AutoTokenizer
+
+    _check_reference(reference)
+    kwargs: dict[str, Any] = {"trust_remote_code": params.trust_remote_code}
+    if params.gguf_file:
+        kwargs["gguf_file"] = params.gguf_file
+    if params.revision:
+        kwargs["revision"] = params.revision
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(reference, **kwargs)
+    except OSError as exc:
+        raise ModelError(f"{reference}: cannot load tokenizer ({exc})") from exc
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base_model(reference: str, params: BaseParams):
+    """The frozen base LM on the available device, in the configured dtype/quantisation."""
+    from transformers import AutoModelForCausalLM
+
+    _check_reference(reference)
+    if params.trust_remote_code:
+        warnings.warn(
+            f"{reference}: trust_remote_code is on; code from the model repo will run", stacklevel=2
+        )
+    kwargs: dict[str, Any] = {
+        "dtype": _DTYPES[params.dtype],
+        "trust_remote_code": params.trust_remote_code,
+    }
+    if params.gguf_file:
+        kwargs["gguf_file"] = params.gguf_file
+    if params.revision:
+        kwargs["revision"] = params.revision
+    if params.attn_implementation:
+        kwargs["attn_implementation"] = params.attn_implementation
+    quantization = _quantization_config(params)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization
+        kwargs["device_map"] = {"": device().index or 0} if device().type == "cuda" else "cpu"
+    try:
+        model = AutoModelForCausalLM.from_pretrained(reference, **kwargs)
+    except OSError as exc:
+        raise ModelError(f"{reference}: cannot load base model ({exc})") from exc
+    if quantization is None:
+        model.to(device())
+    model.requires_grad_(False)
+    model.eval()
+    return model
+
+
+def lora_config(params: LoraParams):
+    """peft's LoraConfig for the experiment (B = 0 at init: every member starts at the base)."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=params.r,
+        lora_alpha=params.alpha,
+        lora_dropout=params.dropout,
+        target_modules=list(params.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def attach_lora(model, params: LoraParams, seed: int):
+    """Wrap ``model`` with a fresh LoRA adapter whose A matrices are drawn from ``seed``."""
+    from peft import get_peft_model
+
+    torch.manual_seed(seed)
+    try:
+        return get_peft_model(model, lora_config(params))
+    except ValueError as exc:
+        raise ModelError(f"lora.target_modules {params.target_modules}: {exc}") from exc
+
+
+def lora_pairs(model) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(A, B) weight pairs of every LoRA-adapted layer, for the prior term λ·Σ‖B·A‖²_F."""
+    pairs = []
+    for module in model.modules():
+        lora_a = getattr(module, "lora_A", None)
+        lora_b = getattr(module, "lora_B", None)
+        if isinstance(lora_a, torch.nn.ModuleDict) and "default" in lora_a:
+            pairs.append((lora_a["default"].weight, lora_b["default"].weight))
+    return pairs
+
+
+def lora_prior(model) -> torch.Tensor:
+    """Σ over adapted layers of ‖B·A‖²_F (no α/r scale): the paper's LoRA-L2 prior term."""
+    total = torch.zeros((), device=next(model.parameters()).device)
+    for a, b in lora_pairs(model):
+        total = total + (b.float() @ a.float()).pow(2).sum()
+    return total

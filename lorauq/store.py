@@ -1,0 +1,170 @@
+"""The logits store and atomic file writes.
+
+One tidy parquet table per member holds the letter logits of every (epoch, eval set,
+question): small (K floats + one log-sum-exp per row), DVC-friendly, and enough to recompute
+every metric without a GPU. Every file lorauq writes goes through :func:`atomic_path`, so a
+killed run leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lorauq.errors import StoreError
+
+#: Letters of the logit columns; a question has at most this many choices.
+LETTERS = "abcdefghij"
+MAX_CHOICES = len(LETTERS)
+LOGIT_COLUMNS = [f"logit_{letter}" for letter in LETTERS]
+KEY_COLUMNS = ["member", "epoch", "eval_set", "id"]
+LOGITS_COLUMNS = [
+    "member",
+    "epoch",
+    "eval_set",
+    "id",
+    "subject",
+    "group",
+    "answer",
+    "n_choices",
+    *LOGIT_COLUMNS,
+    "logsumexp_vocab",
+]
+#: The member id under which the prior (epoch 0, the base model) is stored once.
+PRIOR_MEMBER = -1
+_INT_COLUMNS = ["member", "epoch", "answer", "n_choices"]
+_STR_COLUMNS = ["eval_set", "id", "subject", "group"]
+_FLOAT_COLUMNS = [*LOGIT_COLUMNS, "logsumexp_vocab"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
+
+    The temporary file lives in the same folder, so the final ``os.replace`` is atomic on
+    POSIX: readers see the old file or the complete new one. On any error the temporary
+    file is removed and the old file is untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def normalize_logits_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return ``frame`` with the store's columns, order and dtypes, or raise naming what is wrong.
+
+    Missing ``logit_*`` columns past the widest question are added as NaN so tables of
+    4-choice and 5-choice sets can be concatenated.
+    """
+    frame = frame.copy()
+    for column in LOGIT_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = np.nan
+    missing = [c for c in LOGITS_COLUMNS if c not in frame.columns]
+    if missing:
+        raise StoreError(f"logits table lacks column(s) {missing}; expected {LOGITS_COLUMNS}")
+    frame = frame[LOGITS_COLUMNS]
+    for column in _INT_COLUMNS:
+        frame[column] = frame[column].astype("int64")
+    for column in _STR_COLUMNS:
+        frame[column] = frame[column].astype(str)
+    for column in _FLOAT_COLUMNS:
+        frame[column] = frame[column].astype("float32")
+    return frame
+
+
+def validate_logits(frame: pd.DataFrame, source: str = "logits table") -> None:
+    """Check the invariants every reader relies on; raise :class:`StoreError` naming ``source``."""
+    n_choices = frame["n_choices"].to_numpy()
+    if ((n_choices < 2) | (n_choices > MAX_CHOICES)).any():
+        raise StoreError(f"{source}: n_choices outside 2..{MAX_CHOICES}")
+    logits = frame[LOGIT_COLUMNS].to_numpy(dtype=np.float64)
+    used = np.arange(MAX_CHOICES)[None, :] < n_choices[:, None]
+    if not np.isfinite(logits[used]).all():
+        bad = int(np.argmax(~np.isfinite(np.where(used, logits, 0.0)).all(axis=1)))
+        raise StoreError(
+            f"{source}: non-finite letter logit in row {bad} (id {frame['id'].iloc[bad]!r})"
+        )
+    if not np.isnan(logits[~used]).all():
+        raise StoreError(f"{source}: logit columns past n_choices must be NaN")
+    answers = frame["answer"].to_numpy()
+    if ((answers < -1) | (answers >= n_choices)).any():
+        raise StoreError(f"{source}: answer outside -1..n_choices-1")
+    if frame.duplicated(KEY_COLUMNS).any():
+        row = frame[frame.duplicated(KEY_COLUMNS, keep=False)].iloc[0]
+        raise StoreError(
+            f"{source}: duplicate key (member={row['member']}, epoch={row['epoch']}, "
+            f"eval_set={row['eval_set']!r}, id={row['id']!r})"
+        )
+
+
+def write_logits(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Validate and write one logits table as parquet, atomically."""
+    frame = normalize_logits_frame(frame)
+    validate_logits(frame, str(path))
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+    return Path(path)
+
+
+def read_logits(path_or_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """Read one logits parquet file, or every ``*.parquet`` in a folder, into one checked table."""
+    root = Path(path_or_dir)
+    if root.is_dir():
+        files = sorted(root.glob("*.parquet"))
+        if not files:
+            raise StoreError(f"{root}: no *.parquet logits files in this folder")
+    elif root.is_file():
+        files = [root]
+    else:
+        raise StoreError(f"{root}: no such logits file or folder")
+    frames = []
+    for file in files:
+        try:
+            raw = pd.read_parquet(file)
+        except Exception as exc:  # pyarrow raises several types for a corrupt file
+            raise StoreError(f"{file}: not a readable parquet file ({exc})") from exc
+        try:
+            frame = normalize_logits_frame(raw)
+        except StoreError as exc:
+            raise StoreError(f"{file}: {exc}") from exc
+        frames.append(frame)
+    table = broadcast_prior(pd.concat(frames, ignore_index=True))
+    validate_logits(table, str(root))
+    return table.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
+
+
+def broadcast_prior(table: pd.DataFrame) -> pd.DataFrame:
+    """Give every member the prior's rows.
+
+    Epoch 0 is the base model, the same for all members, so inference stores it once with
+    member ``PRIOR_MEMBER`` (−1). Readers want every member to have an epoch 0, so those
+    rows are copied to each member present; alone (no member yet) they stay as they are.
+    """
+    is_prior = table["member"] == PRIOR_MEMBER
+    members = sorted(set(table.loc[~is_prior, "member"]))
+    if not is_prior.any() or not members:
+        return table
+    prior = table[is_prior]
+    copies = [prior.assign(member=m) for m in members]
+    return pd.concat([table[~is_prior], *copies], ignore_index=True)
