@@ -1,25 +1,32 @@
 """The offline default benchmark: a multiple-choice world whose uncertainty is known by construction.
 
 No model or dataset hub is reachable on a fresh CPU machine, so the default experiment
-generates its own data. Every question is about everyday *categories* (colours, animals, ...)
-and is rendered with the paper's prompt template, so the tiny world runs exactly the code
-path Mistral-7B does. Four evaluation domains make the aleatoric/epistemic decomposition
-checkable:
+generates its own data, rendered with the paper's prompt template so the tiny world runs
+exactly the code path Mistral-7B does. Every question asks which *group* a word belongs to;
+the answer choices are the groups themselves, in an order fixed by the question's phrasing.
+That makes each question one recall step ("a tuba is an instrument"), which a two-layer
+model learns in seconds — unlike a pointer over shuffled choices, which it does not.
+
+Four evaluation domains make the aleatoric/epistemic decomposition checkable:
 
 ``known``
-    "Which one is a {category}?" — taught to the base model in pre-training and never
-    fine-tuned: high accuracy before fine-tuning; whatever it loses afterwards is forgetting.
+    "What is a {word}?" with the groups in their canonical order — taught in pre-training
+    for every word, never fine-tuned. High accuracy before fine-tuning; whatever it loses
+    afterwards is forgetting.
 ``in_domain``
-    "Which one is not a {category}?" over the fine-tuning categories — the fine-tuning task.
-    The base model has never seen "not" and answers it poorly; the members learn it.
+    "Which group does a {word} belong to?" with the groups in *reversed* order — the
+    fine-tuning task. The base model has never seen it and answers with the canonical
+    letters (mostly wrong); fine-tuning on some words must generalise to the held-out
+    words it is evaluated on, through what the base knows about them.
 ``noisy``
-    The same odd-one-out question over a disjoint set of categories whose *training and
-    evaluation* labels are resampled uniformly with probability ``noise_rate``: the best a
-    model can do is to be unsure, so expected (aleatoric) entropy must rise.
+    The in-domain question about the words of one group (``noisy_group``, kept out of the
+    in-domain words), whose fine-tuning *and evaluation* labels are resampled uniformly with
+    probability ``noise_rate``: the best a model can do is to be unsure, so expected
+    (aleatoric) entropy must rise.
 ``unseen``
-    "Which number is the largest?" — digits occur neither in pre-training nor in
-    fine-tuning, so members disagree there after fine-tuning: mutual information (epistemic)
-    must rise.
+    "What is a {word}?" about made-up words that occur neither in pre-training nor in
+    fine-tuning, with arbitrary labels: members can only disagree there, so mutual
+    information (epistemic) must rise after fine-tuning.
 
 Everything is a pure function of the world's seed, so a rerun gives identical tables.
 """
@@ -27,7 +34,7 @@ Everything is a pure function of the world's seed, so a rerun gives identical ta
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +43,7 @@ import pandas as pd
 
 from lorauq.errors import ConfigError, DataError
 
-CATEGORIES: dict[str, tuple[str, ...]] = {
-    "colour": (
-        "red",
-        "blue",
-        "green",
-        "yellow",
-        "purple",
-        "orange",
-        "pink",
-        "brown",
-        "grey",
-        "black",
-        "white",
-        "violet",
-    ),
+GROUPS: dict[str, tuple[str, ...]] = {
     "animal": (
         "dog",
         "cat",
@@ -64,6 +57,14 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "bear",
         "wolf",
         "fox",
+        "zebra",
+        "camel",
+        "otter",
+        "moose",
+        "donkey",
+        "badger",
+        "beaver",
+        "monkey",
     ),
     "fruit": (
         "apple",
@@ -78,6 +79,14 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "melon",
         "kiwi",
         "lime",
+        "papaya",
+        "guava",
+        "apricot",
+        "fig",
+        "date",
+        "olive",
+        "quince",
+        "berry",
     ),
     "tool": (
         "hammer",
@@ -92,34 +101,14 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "axe",
         "file",
         "clamp",
-    ),
-    "country": (
-        "france",
-        "spain",
-        "italy",
-        "japan",
-        "china",
-        "india",
-        "brazil",
-        "canada",
-        "egypt",
-        "kenya",
-        "peru",
-        "chile",
-    ),
-    "instrument": (
-        "piano",
-        "violin",
-        "guitar",
-        "flute",
-        "drum",
-        "harp",
-        "cello",
-        "trumpet",
-        "oboe",
-        "banjo",
-        "tuba",
-        "organ",
+        "trowel",
+        "mallet",
+        "level",
+        "crowbar",
+        "scraper",
+        "sander",
+        "awl",
+        "vise",
     ),
     "vehicle": (
         "car",
@@ -134,180 +123,218 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
         "scooter",
         "ship",
         "van",
+        "jeep",
+        "canoe",
+        "yacht",
+        "tractor",
+        "rocket",
+        "sled",
+        "wagon",
+        "ferry",
     ),
-    "drink": (
-        "tea",
-        "coffee",
-        "milk",
-        "juice",
-        "water",
-        "soda",
-        "cocoa",
-        "wine",
-        "beer",
-        "cider",
-        "lemonade",
-        "smoothie",
+    "instrument": (
+        "piano",
+        "violin",
+        "guitar",
+        "flute",
+        "drum",
+        "harp",
+        "cello",
+        "trumpet",
+        "oboe",
+        "banjo",
+        "tuba",
+        "organ",
+        "lute",
+        "viola",
+        "sitar",
+        "bugle",
+        "cornet",
+        "piccolo",
+        "ukulele",
+        "zither",
     ),
 }
 
 DOMAINS = ("in_domain", "known", "unseen", "noisy")
 
+#: Each domain's question and whether its choices are the groups in reverse order.
+_PHRASINGS: dict[str, tuple[str, bool]] = {
+    "known": ("What is {article} {word}?", False),
+    "unseen": ("What is {article} {word}?", False),
+    "in_domain": ("Which group does {article} {word} belong to?", True),
+    "noisy": ("Which group does {article} {word} belong to?", True),
+}
+
 
 @dataclass(frozen=True)
 class WorldSpec:
-    """The knobs of the synthetic world (the ``world`` section of a profile)."""
+    """The knobs of the synthetic world (``data.world`` of the tiny profile)."""
 
     seed: int = 0
-    n_choices: int = 5
-    train_size: int = 400
-    eval_size: int = 200
-    pretrain_size: int = 6000
+    held_out_fraction: float = 0.4
     noise_rate: float = 0.5
-    finetune_categories: tuple[str, ...] = ("colour", "animal", "fruit", "tool")
-    noisy_categories: tuple[str, ...] = ("country", "instrument", "vehicle", "drink")
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    in_domain_repeats: int = 3
+    noisy_repeats: int = 2
+    noisy_eval_repeats: int = 3
+    noisy_group: str = "instrument"
+    unseen_words: int = 100
+    pretrain_repeats: int = 40
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> WorldSpec:
-        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
-        unknown = sorted(set(params) - known)
+        fields = list(cls.__dataclass_fields__)
+        unknown = sorted(set(params) - set(fields))
         if unknown:
-            raise ConfigError(f"world: unknown key(s) {unknown}; valid keys are {sorted(known)}")
-        values = dict(params)
-        for key in ("finetune_categories", "noisy_categories"):
-            if key in values:
-                values[key] = tuple(values[key])
-        spec = cls(**values)
+            raise ConfigError(f"data.world.{unknown[0]}: unknown key; valid keys are {fields}")
+        spec = cls(**dict(params))
         spec.check()
         return spec
 
     def check(self) -> None:
         """Reject worlds that cannot be generated, naming the offending key."""
-        if not 2 <= self.n_choices <= 10:
-            raise ConfigError(f"world.n_choices must be in 2..10, got {self.n_choices}")
-        if not 0.0 <= self.noise_rate <= 1.0:
-            raise ConfigError(f"world.noise_rate must be in [0, 1], got {self.noise_rate}")
-        for key in ("train_size", "eval_size", "pretrain_size"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"world.{key} must be positive, got {getattr(self, key)}")
-        for key in ("finetune_categories", "noisy_categories"):
-            names = getattr(self, key)
-            bad = [n for n in names if n not in CATEGORIES]
-            if bad or not names:
-                raise ConfigError(
-                    f"world.{key}: unknown or empty {bad or names}; choose from {sorted(CATEGORIES)}"
-                )
-        if set(self.finetune_categories) & set(self.noisy_categories):
+        if not 0.0 < self.held_out_fraction < 1.0:
             raise ConfigError(
-                "world.finetune_categories and world.noisy_categories must be disjoint"
+                f"data.world.held_out_fraction must be in (0, 1), got {self.held_out_fraction}"
             )
-        if self.n_choices - 1 > min(len(v) for v in CATEGORIES.values()):
-            raise ConfigError(f"world.n_choices={self.n_choices} needs more words per category")
+        if not 0.0 <= self.noise_rate <= 1.0:
+            raise ConfigError(f"data.world.noise_rate must be in [0, 1], got {self.noise_rate}")
+        if self.noisy_group not in GROUPS:
+            raise ConfigError(
+                f"data.world.noisy_group: {self.noisy_group!r} is not one of {list(GROUPS)}"
+            )
+        for key in (
+            "in_domain_repeats",
+            "noisy_repeats",
+            "noisy_eval_repeats",
+            "unseen_words",
+            "pretrain_repeats",
+        ):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"data.world.{key} must be positive, got {getattr(self, key)}")
 
 
 def _article(noun: str) -> str:
     return "an" if noun[0] in "aeiou" else "a"
 
 
-def _membership_question(
-    rng: np.random.Generator, category: str, n_choices: int
-) -> tuple[str, list[str], int]:
-    """ "Which one is a {category}?": one member among words of other categories."""
-    others = [c for c in CATEGORIES if c != category]
-    distractor_categories = rng.choice(
-        others, size=n_choices - 1, replace=len(others) < n_choices - 1
-    )
-    choices = [str(rng.choice(CATEGORIES[c])) for c in distractor_categories]
-    answer = int(rng.integers(n_choices))
-    choices.insert(answer, str(rng.choice(CATEGORIES[category])))
-    return f"Which one is {_article(category)} {category}?", choices, answer
+def _rng(spec: WorldSpec, purpose: str) -> np.random.Generator:
+    """An independent stream per (seed, purpose), so changing one split never shifts another."""
+    return np.random.default_rng([spec.seed, *(ord(ch) for ch in purpose)])
 
 
-def _odd_one_out_question(
-    rng: np.random.Generator, category: str, n_choices: int
-) -> tuple[str, list[str], int]:
-    """ "Which one is not a {category}?": n-1 members and one word of another category."""
-    members = [str(w) for w in rng.choice(CATEGORIES[category], size=n_choices - 1, replace=False)]
-    other = str(rng.choice([c for c in CATEGORIES if c != category]))
-    answer = int(rng.integers(n_choices))
-    members.insert(answer, str(rng.choice(CATEGORIES[other])))
-    return f"Which one is not {_article(category)} {category}?", members, answer
+def _question(domain: str, word: str, group_index: int, uid: str) -> dict[str, Any]:
+    phrasing, reverse = _PHRASINGS[domain]
+    groups = list(GROUPS)
+    choices = groups[::-1] if reverse else groups
+    answer = len(groups) - 1 - group_index if reverse else group_index
+    return {
+        "id": uid,
+        "source": "synthetic",
+        "subject": groups[group_index] if domain != "unseen" else "made_up",
+        "group": domain,
+        "question": phrasing.format(article=_article(word), word=word),
+        "choices": choices,
+        "answer": answer,
+    }
 
 
-def _largest_number_question(
-    rng: np.random.Generator, n_choices: int
-) -> tuple[str, list[str], int]:
-    """ "Which number is the largest?": digits never occur in pre-training or fine-tuning."""
-    numbers = rng.choice(np.arange(10, 100), size=n_choices, replace=False)
-    return "Which number is the largest?", [str(n) for n in numbers], int(np.argmax(numbers))
+def _word_split(spec: WorldSpec) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(fine-tuning words, held-out words) for the in-domain task, stratified by group."""
+    rng = _rng(spec, "word-split")
+    train, held_out = [], []
+    for index, (group, words) in enumerate(GROUPS.items()):
+        if group == spec.noisy_group:
+            continue
+        order = rng.permutation(len(words))
+        n_held = max(1, round(spec.held_out_fraction * len(words)))
+        held_out += [(words[i], index) for i in order[:n_held]]
+        train += [(words[i], index) for i in order[n_held:]]
+    return train, held_out
 
 
-def _rows(
-    domain: str, split: str, spec: WorldSpec, size: int, rng: np.random.Generator
-) -> list[dict[str, Any]]:
+def _all_words() -> list[tuple[str, int]]:
+    return [(word, index) for index, words in enumerate(GROUPS.values()) for word in words]
+
+
+def made_up_words(spec: WorldSpec) -> list[str]:
+    """Pronounceable words that are no real word of the world (the unseen domain)."""
+    rng = _rng(spec, "made-up")
+    consonants, vowels = "bdfgklmnprstvz", "aeiou"
+    known = {w for words in GROUPS.values() for w in words}
+    out: list[str] = []
+    while len(out) < spec.unseen_words:
+        word = "".join(
+            rng.choice(list(consonants)) + rng.choice(list(vowels)) for _ in range(2)
+        ) + str(rng.choice(list(consonants)))
+        if word not in known and word not in out:
+            out.append(word)
+    return out
+
+
+def domain_questions(domain: str, spec: WorldSpec) -> pd.DataFrame:
+    """The evaluation questions of one domain."""
+    if domain not in DOMAINS:
+        raise DataError(f"synthetic: unknown domain {domain!r}; domains are {list(DOMAINS)}")
+    if domain == "known":
+        rows = [_question("known", w, g, f"known-{i:04d}") for i, (w, g) in enumerate(_all_words())]
+    elif domain == "in_domain":
+        rows = [
+            _question("in_domain", w, g, f"in_domain-{i:04d}")
+            for i, (w, g) in enumerate(_word_split(spec)[1])
+        ]
+    elif domain == "noisy":
+        rows = _noisy_rows(spec, "eval", repeats=spec.noisy_eval_repeats)
+    else:
+        rng = _rng(spec, "unseen-labels")
+        rows = [
+            _question("unseen", w, int(rng.integers(len(GROUPS))), f"unseen-{i:04d}")
+            for i, w in enumerate(made_up_words(spec))
+        ]
+    return pd.DataFrame(rows)
+
+
+def _noisy_rows(spec: WorldSpec, split: str, repeats: int) -> list[dict[str, Any]]:
+    """Noisy-domain questions: each label resampled uniformly with probability ``noise_rate``."""
+    rng = _rng(spec, f"noisy-{split}")
     rows = []
-    for i in range(size):
-        if domain == "known":
-            category = str(rng.choice(list(CATEGORIES)))
-            question, choices, answer = _membership_question(rng, category, spec.n_choices)
-        elif domain == "unseen":
-            category = "number"
-            question, choices, answer = _largest_number_question(rng, spec.n_choices)
-        else:
-            pool = spec.finetune_categories if domain == "in_domain" else spec.noisy_categories
-            category = str(rng.choice(pool))
-            question, choices, answer = _odd_one_out_question(rng, category, spec.n_choices)
-            if domain == "noisy" and rng.random() < spec.noise_rate:
-                answer = int(rng.integers(spec.n_choices))
-        rows.append(
-            {
-                "id": f"{domain}-{split}-{i:05d}",
-                "source": "synthetic",
-                "subject": category,
-                "group": domain,
-                "question": question,
-                "choices": choices,
-                "answer": answer,
-            }
-        )
+    group = list(GROUPS).index(spec.noisy_group)
+    for r in range(repeats):
+        for i, word in enumerate(GROUPS[spec.noisy_group]):
+            row = _question("noisy", word, group, f"noisy-{split}-{r}-{i:04d}")
+            if rng.random() < spec.noise_rate:
+                row["answer"] = int(rng.integers(len(GROUPS)))
+            rows.append(row)
     return rows
 
 
-def _rng(spec: WorldSpec, purpose: str) -> np.random.Generator:
-    """An independent stream per (seed, purpose), so growing one split never shifts another."""
-    key = [spec.seed, *(ord(ch) for ch in purpose)]
-    return np.random.default_rng(key)
-
-
-def domain_questions(domain: str, split: str, spec: WorldSpec) -> pd.DataFrame:
-    """Questions of one domain; ``split`` is ``train`` (fine-tuning) or ``eval``."""
-    if domain not in DOMAINS:
-        raise DataError(f"synthetic: unknown domain {domain!r}; domains are {list(DOMAINS)}")
-    size = spec.train_size if split == "train" else spec.eval_size
-    return pd.DataFrame(_rows(domain, split, spec, size, _rng(spec, f"{domain}/{split}")))
-
-
 def finetune_questions(spec: WorldSpec) -> pd.DataFrame:
-    """The fine-tuning set: the in-domain task plus the label-noised domain, shuffled."""
-    frame = pd.concat(
-        [domain_questions("in_domain", "train", spec), domain_questions("noisy", "train", spec)],
-        ignore_index=True,
-    )
+    """The fine-tuning set: the in-domain task on its training words plus the noisy domain."""
+    words = _word_split(spec)[0]
+    in_domain = [
+        _question("in_domain", w, g, f"in_domain-train-{r}-{i:04d}")
+        for r in range(spec.in_domain_repeats)
+        for i, (w, g) in enumerate(words)
+    ]
+    frame = pd.DataFrame(in_domain + _noisy_rows(spec, "train", spec.noisy_repeats))
     order = _rng(spec, "finetune-order").permutation(len(frame))
     return frame.iloc[order].reset_index(drop=True)
 
 
 def eval_questions(spec: WorldSpec) -> dict[str, pd.DataFrame]:
     """One evaluation table per domain."""
-    return {domain: domain_questions(domain, "eval", spec) for domain in DOMAINS}
+    return {domain: domain_questions(domain, spec) for domain in DOMAINS}
 
 
 def pretraining_questions(spec: WorldSpec) -> pd.DataFrame:
-    """The base model's pre-training corpus: membership questions with their answers."""
-    return pd.DataFrame(
-        _rows("known", "pretrain", spec, spec.pretrain_size, _rng(spec, "pretrain"))
-    )
+    """The base model's pre-training corpus: every real word's membership question, repeated."""
+    rows = [
+        _question("known", w, g, f"pretrain-{r}-{i:04d}")
+        for r in range(spec.pretrain_repeats)
+        for i, (w, g) in enumerate(_all_words())
+    ]
+    order = _rng(spec, "pretrain-order").permutation(len(rows))
+    return pd.DataFrame([rows[i] for i in order])
 
 
 def synthetic_questions(
@@ -326,4 +353,4 @@ def synthetic_questions(
         return finetune_questions(spec)
     if split == "pretrain":
         return pretraining_questions(spec)
-    return domain_questions(split, "eval", spec)
+    return domain_questions(split, spec)
