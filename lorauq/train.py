@@ -184,8 +184,8 @@ def train_member(
             if train.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(trainable, train.grad_clip)
             optimizer.step()
-            losses.append(float(loss))
-            priors.append(float(prior))
+            losses.append(loss.item())
+            priors.append(prior.item())
             tokens += int(inputs[1].sum())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
         log = {
