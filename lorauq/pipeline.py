@@ -275,4 +275,6 @@ def find_root(start: str | Path | None = None) -> Path:
     for folder in (here, *here.parents):
         if (folder / "params.yaml").is_file() and (folder / "dvc.yaml").is_file():
             return folder
-    raise StoreError(f"{here}: no params.yaml + dvc.yaml here or above; run from inside the lorauq repository")
+    raise StoreError(
+        f"{here}: no params.yaml + dvc.yaml here or above; run from inside the lorauq repository"
+    )

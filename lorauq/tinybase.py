@@ -9,8 +9,6 @@ prior knowledge to keep or forget, exactly what fine-tuning a 7B model is about.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from lorauq.batching import collate_left
 from lorauq.config import BaseParams, DataParams
 from lorauq.model import build_tiny_model, train_tokenizer
 from lorauq.prompt import format_prompt
+from lorauq.store import atomic_dir
 from lorauq.synthetic import WorldSpec, finetune_questions, pretraining_questions
 
 
@@ -81,9 +80,7 @@ def build_tiny_base(
     tokenizer = train_tokenizer(vocab_texts, base.vocab_size)
     model = build_tiny_model(tokenizer, base)
     losses = pretrain(model, tokenizer, pretrain_texts, base, progress=progress)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         summary = {
@@ -93,10 +90,4 @@ def build_tiny_base(
             "final_loss": float(np.mean(losses[-20:])),
         }
         (tmp / "pretraining.json").write_text(json.dumps(summary, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from lorauq.config import LoraParams, TrainParams
 from lorauq.errors import DataError, StoreError
 from lorauq.model import attach_lora, lora_prior
 from lorauq.prompt import encode_prompts, letter_token_ids
+from lorauq.store import atomic_dir
 
 STATE_FILE = "training_state.pt"
 LOG_FILE = "train_log.json"
@@ -92,9 +91,7 @@ def _epoch_generator(member: int, epoch: int) -> torch.Generator:
 
 def _save_checkpoint(model, optimizer, member_dir: Path, epoch: int, log: dict) -> Path:
     target = epoch_dir(member_dir, epoch)
-    member_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=member_dir))
-    try:
+    with atomic_dir(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         torch.save(
             {
@@ -105,12 +102,6 @@ def _save_checkpoint(model, optimizer, member_dir: Path, epoch: int, log: dict) 
             tmp / STATE_FILE,
         )
         (tmp / LOG_FILE).write_text(json.dumps(log, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

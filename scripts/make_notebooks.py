@@ -39,7 +39,7 @@ NOTEBOOKS = {
         SETUP,
         "from lorauq.pipeline import build_base\n\nbuild_base(params, layout)",
         "## What the base knows\nThe pre-training summary (parameters, vocabulary, final loss):",
-        "import json\n\npretraining = layout.base / 'pretraining.json'\n"
+        "pretraining = layout.base / 'pretraining.json'\n"
         "print(pretraining.read_text() if pretraining.exists() else (layout.base / 'base.json').read_text())",
     ],
     "02_finetune.ipynb": [
@@ -49,7 +49,7 @@ NOTEBOOKS = {
         "vocabulary at the answer position, plus the LoRA prior λ·Σ‖B·A‖²_F. A checkpoint (peft's "
         "safetensors adapter + optimizer state) is written after every epoch under "
         "`data/adapters/member-{m}/epoch-{e}/`; a killed run resumes after its last complete epoch.",
-        ("parameters", PARAMETERS + '\nmember = 0  # which member (its seed) to train'),
+        ("parameters", PARAMETERS + "\nmember = 0  # which member (its seed) to train"),
         SETUP,
         "from lorauq.pipeline import finetune\n\nlogs = finetune(params, member, layout)",
         "## Training curve\nMean loss per epoch (cross-entropy at the answer position) and the prior term:",
@@ -111,7 +111,11 @@ NOTEBOOKS = {
 
 def build(cells: list) -> nbformat.NotebookNode:
     nb = new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.metadata["language_info"] = {"name": "python"}
     for cell in cells:
         if isinstance(cell, tuple):

@@ -14,7 +14,15 @@ import pytest
 import torch
 
 from lorauq.config import load_params
-from lorauq.pipeline import Layout, build_base, ensemble_logits, finetune, infer, prepare, write_metrics
+from lorauq.pipeline import (
+    Layout,
+    build_base,
+    ensemble_logits,
+    finetune,
+    infer,
+    prepare,
+    write_metrics,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
