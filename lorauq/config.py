@@ -170,7 +170,7 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
         return {str(k): _check_type(v, args[1], f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
-        return _build(hint, value, where)
+        return build_section(hint, value, where)
     if hint is Any:
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
@@ -186,7 +186,9 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
-def _build(cls: type, raw: Any, where: str) -> Any:
+def build_section(cls: type, raw: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from a mapping: unknown keys (with the closest valid one), types,
+    required keys, each error naming its dotted key under ``where``."""
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__} {raw!r}")
     hints = typing.get_type_hints(cls)
@@ -300,7 +302,7 @@ def resolve_params(
         )
     members = _check_type(raw.get("members", [0, 1, 2, 3, 4]), list[int], "members")
     built = {
-        name: _build(cls, section.get(name, {}), f"{profile}.{name}")
+        name: build_section(cls, section.get(name, {}), f"{profile}.{name}")
         for name, cls in _SECTIONS.items()
     }
     params = Params(profile=profile, members=members, **built)

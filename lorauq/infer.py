@@ -21,6 +21,7 @@ from lorauq.config import InferParams
 from lorauq.errors import DataError, StoreError
 from lorauq.prompt import encode_prompts, letter_token_ids
 from lorauq.store import LOGIT_COLUMNS, MAX_CHOICES, PRIOR_MEMBER, write_logits
+from lorauq.train import completed_epochs
 
 
 @torch.inference_mode()
@@ -65,7 +66,15 @@ def letter_logits(
 
 
 def _evaluate_all(
-    model, tokenizer, eval_sets, *, member, epoch, template, infer, progress
+    model,
+    tokenizer,
+    eval_sets: Mapping[str, pd.DataFrame],
+    *,
+    member: int,
+    epoch: int,
+    template: str,
+    infer: InferParams | None,
+    progress: bool,
 ) -> list[pd.DataFrame]:
     tables = []
     for name, frame in eval_sets.items():
@@ -86,9 +95,9 @@ def evaluate_prior(
     eval_sets: Mapping[str, pd.DataFrame],
     out_path: str | Path,
     *,
-    template="paper",
-    infer=None,
-    progress=True,
+    template: str = "paper",
+    infer: InferParams | None = None,
+    progress: bool = True,
 ) -> Path:
     """Epoch 0 (the base model, no adapter) on every eval set, stored once with member −1."""
     tables = _evaluate_all(
@@ -105,8 +114,6 @@ def evaluate_prior(
 
 
 def adapter_epochs(member_dir: Path) -> list[int]:
-    from lorauq.train import completed_epochs
-
     epochs = completed_epochs(member_dir)
     if not epochs:
         raise StoreError(

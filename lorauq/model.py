@@ -9,7 +9,6 @@ peft's own format so ``PeftModel.from_pretrained`` reads them without lorauq.
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -115,10 +114,8 @@ def _quantization_config(params: BaseParams):
 
 def _check_reference(reference: str) -> None:
     """Fail early and clearly on a local path that does not exist (not a hub id)."""
-    looks_local = (
-        reference.startswith((".", "/", "~"))
-        or os.sep in reference.rstrip("/").split(os.sep, 1)[-1]
-    )
+    # A hub id is "name" or "org/name"; a rooted reference or one with more parts is a path.
+    looks_local = reference.startswith((".", "/", "~")) or reference.rstrip("/").count("/") > 1
     path = Path(reference).expanduser()
     if looks_local and not path.exists():
         raise ModelError(f"{reference}: base model folder not found")

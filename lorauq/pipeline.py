@@ -19,7 +19,7 @@ from lorauq.data import load_questions, read_prepared, save_questions
 from lorauq.errors import StoreError
 from lorauq.infer import evaluate_member, evaluate_prior
 from lorauq.model import base_reference, load_base_model, load_tokenizer, set_threads
-from lorauq.store import atomic_path, broadcast_prior, read_logits, write_text_atomic
+from lorauq.store import atomic_path, read_logits, write_text_atomic
 from lorauq.synthetic import WorldSpec, synthetic_questions
 
 
@@ -75,7 +75,7 @@ def _load_source(spec: SourceSpec, world: WorldSpec | None) -> pd.DataFrame:
 
 def prepare(params: Params, layout: Layout = Layout()) -> dict[str, Path]:
     """Normalised question tables: ``train.parquet`` and one ``eval/<name>.parquet`` per eval set."""
-    world = WorldSpec.from_params(params.data.world) if params.data.world else WorldSpec()
+    world = WorldSpec.from_params(params.data.world)
     written = {
         "train": save_questions(
             _load_source(params.data.train, world), layout.prepared / "train.parquet"
@@ -180,17 +180,8 @@ def infer(
 
 def ensemble_logits(params: Params, layout: Layout = Layout()) -> pd.DataFrame:
     """The logits of the configured members (and the prior), checked to be all present."""
-    missing = [
-        str(layout.member_logits(m))
-        for m in params.members
-        if not layout.member_logits(m).is_file()
-    ]
-    if not layout.prior_logits.is_file():
-        missing.insert(0, str(layout.prior_logits))
-    if missing:
-        raise StoreError(f"logits missing: {missing}; run inference for them first (dvc repro)")
     files = [layout.prior_logits, *(layout.member_logits(m) for m in params.members)]
-    return broadcast_prior(pd.concat([read_logits(f) for f in files], ignore_index=True))
+    return read_logits(files)
 
 
 def write_metrics(params: Params, logits: pd.DataFrame, layout: Layout = Layout()) -> dict:

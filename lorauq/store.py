@@ -12,7 +12,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -148,17 +148,30 @@ def write_logits(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-def read_logits(path_or_dir: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read one logits parquet file, or every ``*.parquet`` in a folder, into one checked table."""
-    root = Path(path_or_dir)
-    if root.is_dir():
-        files = sorted(root.glob("*.parquet"))
-        if not files:
-            raise StoreError(f"{root}: no *.parquet logits files in this folder")
-    elif root.is_file():
-        files = [root]
+def read_logits(
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+) -> pd.DataFrame:
+    """Read logits into one checked table: a parquet file, every ``*.parquet`` in a folder,
+    or a list of files (e.g. the prior plus the configured members only)."""
+    if isinstance(source, (str, os.PathLike)):
+        root = Path(source)
+        if root.is_dir():
+            files = sorted(root.glob("*.parquet"))
+            if not files:
+                raise StoreError(f"{root}: no *.parquet logits files in this folder")
+        elif root.is_file():
+            files = [root]
+        else:
+            raise StoreError(f"{root}: no such logits file or folder")
+        label = str(root)
     else:
-        raise StoreError(f"{root}: no such logits file or folder")
+        files = [Path(f) for f in source]
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing or not files:
+            raise StoreError(
+                f"logits file(s) missing: {missing or 'none given'}; run inference first (dvc repro)"
+            )
+        label = ", ".join(str(f) for f in files)
     frames = []
     for file in files:
         try:
@@ -171,7 +184,7 @@ def read_logits(path_or_dir: str | os.PathLike[str]) -> pd.DataFrame:
             raise StoreError(f"{file}: {exc}") from exc
         frames.append(frame)
     table = broadcast_prior(pd.concat(frames, ignore_index=True))
-    validate_logits(table, str(root))
+    validate_logits(table, label)
     return table.sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
 
 

@@ -183,11 +183,9 @@ class WorldSpec:
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> WorldSpec:
-        fields = list(cls.__dataclass_fields__)
-        unknown = sorted(set(params) - set(fields))
-        if unknown:
-            raise ConfigError(f"data.world.{unknown[0]}: unknown key; valid keys are {fields}")
-        spec = cls(**dict(params))
+        from lorauq.config import build_section
+
+        spec = build_section(cls, params, "data.world")
         spec.check()
         return spec
 
