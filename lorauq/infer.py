@@ -25,6 +25,35 @@ from lorauq.train import completed_epochs
 
 
 @torch.inference_mode()
+def sequence_letter_logits(
+    model,
+    sequences: list[list[int]],
+    letters: list[int],
+    *,
+    pad_id: int,
+    batch_tokens: int,
+    desc: str = "evaluate",
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Letter logits (n, len(letters)) and vocabulary log-sum-exp (n,) of token sequences.
+
+    The model runs once per length-sorted batch of at most ``batch_tokens`` padded tokens and
+    its LM head only at the last position; only K + 1 numbers per question leave the device.
+    """
+    device = next(model.parameters()).device
+    letter_out = np.empty((len(sequences), len(letters)), dtype=np.float32)
+    lse_out = np.empty(len(sequences), dtype=np.float32)
+    letter_index = torch.as_tensor(letters, device=device)
+    lengths = [len(s) for s in sequences]
+    for batch in tqdm(budget_batches(lengths, batch_tokens), desc=desc, disable=not progress):
+        inputs = collate_left([sequences[i] for i in batch], pad_id, device)
+        logits = last_position_logits(model, *inputs).float()
+        letter_out[batch] = logits[:, letter_index].cpu().numpy()
+        lse_out[batch] = torch.logsumexp(logits, dim=-1).cpu().numpy()
+    return letter_out, lse_out
+
+
+@torch.inference_mode()
 def letter_logits(
     model,
     tokenizer,
@@ -48,15 +77,17 @@ def letter_logits(
         raise DataError(
             f"{desc}: question {frame['id'].iloc[i]!r} is {lengths[i]} tokens, over infer.max_length={infer.max_length}"
         )
-    device = next(model.parameters()).device
+    letter_part, lse_out = sequence_letter_logits(
+        model,
+        sequences,
+        letters,
+        pad_id=tokenizer.pad_token_id,
+        batch_tokens=infer.batch_tokens,
+        desc=desc,
+        progress=progress,
+    )
     logits_out = np.full((len(frame), MAX_CHOICES), np.nan, dtype=np.float32)
-    lse_out = np.empty(len(frame), dtype=np.float32)
-    letter_index = torch.as_tensor(letters, device=device)
-    for batch in tqdm(budget_batches(lengths, infer.batch_tokens), desc=desc, disable=not progress):
-        inputs = collate_left([sequences[i] for i in batch], tokenizer.pad_token_id, device)
-        logits = last_position_logits(model, *inputs).float()
-        logits_out[batch, : len(letters)] = logits[:, letter_index].cpu().numpy()
-        lse_out[batch] = torch.logsumexp(logits, dim=-1).cpu().numpy()
+    logits_out[:, : len(letters)] = letter_part
     logits_out[np.arange(MAX_CHOICES)[None, :] >= n_choices[:, None]] = np.nan
     table = frame[["id", "subject", "group", "answer"]].copy()
     table["n_choices"] = n_choices

@@ -214,8 +214,13 @@ def lora_pairs(model) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def lora_prior(model) -> torch.Tensor:
-    """Σ over adapted layers of ‖B·A‖²_F (no α/r scale): the paper's LoRA-L2 prior term."""
+    """Σ over adapted layers of ‖B·A‖²_F (no α/r scale): the paper's LoRA-L2 prior term.
+
+    ‖B·A‖²_F = tr(Aᵀ·Bᵀ·B·A) = Σ_ij (BᵀB)_ij (A·Aᵀ)_ij, so the two r×r Gram matrices give it
+    exactly without the d_out×d_in product (16.8 M entries per q_proj of a 7B model, every step).
+    """
     total = torch.zeros((), device=next(model.parameters()).device)
     for a, b in lora_pairs(model):
-        total = total + (b.float() @ a.float()).pow(2).sum()
+        a32, b32 = a.float(), b.float()
+        total = total + ((b32.T @ b32) * (a32 @ a32.T)).sum()
     return total

@@ -121,6 +121,38 @@ def _restore_checkpoint(model, optimizer, folder: Path) -> None:
     torch.set_rng_state(state["torch_rng"])
 
 
+def make_optimizer(model, train: TrainParams) -> torch.optim.AdamW:
+    """AdamW over the LoRA weights only, at a constant learning rate (the paper's: no schedule)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(trainable, lr=train.lr, weight_decay=train.weight_decay)
+
+
+def train_step(
+    model,
+    optimizer: torch.optim.Optimizer,
+    inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    targets: torch.Tensor,
+    train: TrainParams,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on one left-padded batch; returns (cross-entropy, prior) detached.
+
+    The loss reads the logits at the answer position only, so the LM head never produces the
+    sequence × vocabulary tensor a causal-LM loss would. ``scripts/gpu_check.py`` and the
+    benchmarks time this very function.
+    """
+    logits = last_position_logits(model, *inputs)
+    loss = F.cross_entropy(logits.float(), targets)
+    prior = lora_prior(model) if train.prior_lambda > 0 else torch.zeros((), device=loss.device)
+    total = loss + train.prior_lambda * prior
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if train.grad_clip > 0:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, train.grad_clip)
+    optimizer.step()
+    return loss.detach(), prior.detach()
+
+
 def train_member(
     base_model,
     tokenizer,
@@ -144,8 +176,7 @@ def train_member(
     if train.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=train.lr, weight_decay=train.weight_decay)
+    optimizer = make_optimizer(model, train)
     done = [e for e in completed_epochs(member_dir) if e <= train.epochs]
     logs: list[dict] = []
     if done:
@@ -166,15 +197,7 @@ def train_member(
             inputs = collate_left(
                 [data.sequences[i] for i in batch], tokenizer.pad_token_id, device
             )
-            logits = last_position_logits(model, *inputs)
-            loss = F.cross_entropy(logits.float(), targets_all[batch].to(device))
-            prior = lora_prior(model) if train.prior_lambda > 0 else torch.zeros((), device=device)
-            total = loss + train.prior_lambda * prior
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            if train.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(trainable, train.grad_clip)
-            optimizer.step()
+            loss, prior = train_step(model, optimizer, inputs, targets_all[batch].to(device), train)
             losses.append(loss.item())
             priors.append(prior.item())
             tokens += int(inputs[1].sum())
