@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from lorauq.batching import budget_batches, collate_left, last_position_logits
+from lorauq.batching import budget_batches, collate_left, last_position_logits, pad_multiple
 from lorauq.config import InferParams
 from lorauq.errors import DataError, StoreError
 from lorauq.prompt import encode_prompts, letter_token_ids
@@ -34,6 +34,7 @@ def sequence_letter_logits(
     batch_tokens: int,
     desc: str = "evaluate",
     progress: bool = True,
+    multiple: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Letter logits (n, len(letters)) and vocabulary log-sum-exp (n,) of token sequences.
 
@@ -45,8 +46,9 @@ def sequence_letter_logits(
     lse_out = np.empty(len(sequences), dtype=np.float32)
     letter_index = torch.as_tensor(letters, device=device)
     lengths = [len(s) for s in sequences]
+    multiple = multiple or pad_multiple(device)
     for batch in tqdm(budget_batches(lengths, batch_tokens), desc=desc, disable=not progress):
-        inputs = collate_left([sequences[i] for i in batch], pad_id, device)
+        inputs = collate_left([sequences[i] for i in batch], pad_id, device, multiple)
         logits = last_position_logits(model, *inputs).float()
         letter_out[batch] = logits[:, letter_index].cpu().numpy()
         lse_out[batch] = torch.logsumexp(logits, dim=-1).cpu().numpy()

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lorauq.batching import bucketed_batches, collate_left, last_position_logits
+from lorauq.batching import bucketed_batches, collate_left, last_position_logits, pad_multiple
 from lorauq.config import LoraParams, TrainParams
 from lorauq.errors import DataError, StoreError
 from lorauq.model import attach_lora, lora_prior
@@ -185,6 +185,7 @@ def train_member(
         logs = [json.loads((epoch_dir(member_dir, e) / LOG_FILE).read_text()) for e in done]
     start = done[-1] + 1 if done else 1
     device = next(model.parameters()).device
+    multiple = pad_multiple(device)
     targets_all = torch.as_tensor(data.targets, dtype=torch.long)
     for epoch in range(start, train.epochs + 1):
         model.train()
@@ -195,7 +196,7 @@ def train_member(
         )
         for batch in bar:
             inputs = collate_left(
-                [data.sequences[i] for i in batch], tokenizer.pad_token_id, device
+                [data.sequences[i] for i in batch], tokenizer.pad_token_id, device, multiple
             )
             loss, prior = train_step(model, optimizer, inputs, targets_all[batch].to(device), train)
             losses.append(loss.item())

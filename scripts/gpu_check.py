@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lorauq.batching import collate_left, pad_multiple
 from lorauq.config import BaseParams, InferParams, LoraParams, TrainParams
 from lorauq.infer import sequence_letter_logits
 from lorauq.model import attach_lora, load_base_model
@@ -146,11 +147,15 @@ def build_random_model(geometry: dict, dtype: torch.dtype, device: torch.device)
 
 
 def time_training(
-    model, train: TrainParams, batch_size: int, steps: int, warmup: int, vocab: int
+    model,
+    train: TrainParams,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    vocab: int,
+    multiple: int,
 ) -> tuple[float, float]:
     """Trained (non-pad) tokens/s and questions/s of ``train_step`` at ``batch_size``."""
-    from lorauq.batching import collate_left
-
     device = next(model.parameters()).device
     optimizer = make_optimizer(model, train)
     batches = [
@@ -164,7 +169,8 @@ def time_training(
         if step == warmup:
             synchronize(device)
             start = time.perf_counter()
-        loss, _ = train_step(model, optimizer, collate_left(batch, 0, device), targets, train)
+        inputs = collate_left(batch, 0, device, multiple)
+        loss, _ = train_step(model, optimizer, inputs, targets, train)
         if step >= warmup:
             tokens += sum(len(s) for s in batch)
     loss.item()
@@ -177,7 +183,7 @@ def time_training(
 
 
 def time_evaluation(
-    model, infer: InferParams, questions: int, vocab: int, repeats: int
+    model, infer: InferParams, questions: int, vocab: int, repeats: int, multiple: int
 ) -> tuple[float, float]:
     """Evaluated tokens/s and questions/s of ``sequence_letter_logits`` (best of ``repeats``)."""
     device = next(model.parameters()).device
@@ -194,6 +200,7 @@ def time_evaluation(
             pad_id=0,
             batch_tokens=infer.batch_tokens,
             progress=False,
+            multiple=multiple,
         )
         synchronize(device)
         if attempt:
@@ -226,18 +233,38 @@ def check_model(
     vocab = geometry["vocab_size"]
     model = attach_lora(model, lora, seed=0)
     results = []
-    for batch_size in args.batch_sizes:
+    for multiple in args.pad_multiple or [pad_multiple(device)]:
+        label = f", width ×{multiple}" if args.pad_multiple else ""
+        for batch_size in args.batch_sizes:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            tokens_s, questions_s = time_training(
+                model, train, batch_size, args.steps, args.warmup, vocab, multiple
+            )
+            flops = 4 * n * tokens_s
+            results.append(
+                Result(
+                    "train",
+                    quantization,
+                    f"{batch_size} questions{label}",
+                    tokens_s,
+                    questions_s,
+                    flops / 1e12,
+                    flops / peak,
+                    peak_memory_gib(device),
+                )
+            )
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        tokens_s, questions_s = time_training(
-            model, train, batch_size, args.steps, args.warmup, vocab
+        tokens_s, questions_s = time_evaluation(
+            model, infer, args.eval_questions, vocab, args.repeats, multiple
         )
-        flops = 4 * n * tokens_s
+        flops = 2 * n * tokens_s
         results.append(
             Result(
-                "train",
+                "evaluate",
                 quantization,
-                f"{batch_size} questions",
+                f"{infer.batch_tokens} tokens{label}",
                 tokens_s,
                 questions_s,
                 flops / 1e12,
@@ -245,23 +272,22 @@ def check_model(
                 peak_memory_gib(device),
             )
         )
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    tokens_s, questions_s = time_evaluation(model, infer, args.eval_questions, vocab, args.repeats)
-    flops = 2 * n * tokens_s
-    results.append(
-        Result(
-            "evaluate",
-            quantization,
-            f"{infer.batch_tokens} tokens",
-            tokens_s,
-            questions_s,
-            flops / 1e12,
-            flops / peak,
-            peak_memory_gib(device),
-        )
-    )
+    if args.profile:
+        profile_training(model, train, args.batch_sizes[0], vocab, pad_multiple(device))
     return results
+
+
+def profile_training(model, train: TrainParams, batch_size: int, vocab: int, multiple: int) -> None:
+    """Where a training step's time goes: torch.profiler's top operators by device and CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = next(model.parameters()).device
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        time_training(model, train, batch_size, 3, 0, vocab, multiple)
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(prof.key_averages().table(sort_by=sort, row_limit=15), flush=True)
+    print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=10), flush=True)
 
 
 def scratch_dir(needed_bytes: int) -> str | None:
@@ -315,6 +341,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=2, help="timed evaluation passes (best)")
     parser.add_argument("--batch-tokens", type=int, default=None, help="evaluation token budget")
     parser.add_argument("--peak-size", type=int, default=8192, help="matmul side for the peak")
+    parser.add_argument(
+        "--pad-multiple",
+        nargs="+",
+        type=int,
+        default=None,
+        help="batch width multiples to compare (default: lorauq's own, 8 on GPU)",
+    )
+    parser.add_argument("--profile", action="store_true", help="profile a few training steps")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     if args.cpu_tiny:

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from lorauq.batching import bucketed_batches, budget_batches, collate_left, last_position_logits
+from lorauq.batching import (
+    bucketed_batches,
+    budget_batches,
+    collate_left,
+    last_position_logits,
+    pad_multiple,
+)
 from lorauq.config import BaseParams
 from lorauq.model import build_tiny_model, train_tokenizer
 
@@ -204,3 +210,17 @@ def test_bucketed_batches_cut_padding():
         for s in range(0, 400, 8)
     )
     assert padded < 0.75 * naive
+
+
+def test_collate_left_rounds_width_up_to_multiple():
+    input_ids, mask, positions = collate_left([[5, 6, 7], [8]], 0, multiple=8)
+    assert input_ids.shape == (2, 8)
+    assert input_ids[0].tolist() == [0] * 5 + [5, 6, 7]
+    assert mask.sum(-1).tolist() == [3, 1]
+    assert positions[0, -3:].tolist() == [0, 1, 2] and positions[1, -1].item() == 0
+    assert collate_left([[1] * 16], 0, multiple=8)[0].shape == (1, 16)
+
+
+def test_pad_multiple_only_on_gpu():
+    assert pad_multiple(torch.device("cpu")) == 1
+    assert pad_multiple(torch.device("cuda")) == 8
