@@ -8,7 +8,7 @@ mid-save) resumes from its last complete epoch and ends bitwise identical, on CP
 uninterrupted run.
 
 What a resume restores is everything the next epoch depends on: the LoRA weights, AdamW's
-moments and step counts, and torch's global RNG (LoRA dropout). The data order needs no
+moments and step counts, and torch's CPU and CUDA RNGs (LoRA dropout). The data order needs no
 state: each epoch draws it from a generator seeded by (member, epoch) alone. There is no
 learning-rate scheduler to save: the paper trains at a constant learning rate.
 """
@@ -99,14 +99,14 @@ def _save_checkpoint(model, optimizer, member_dir: Path, epoch: int, log: dict) 
     target = epoch_dir(member_dir, epoch)
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        torch.save(
-            {
-                "optimizer": optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "epoch": epoch,
-            },
-            tmp / STATE_FILE,
-        )
+        state = {
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "epoch": epoch,
+        }
+        if torch.cuda.is_available():  # LoRA dropout on a GPU draws from the CUDA RNG
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        torch.save(state, tmp / STATE_FILE)
         (tmp / LOG_FILE).write_text(json.dumps(log, indent=2))
     return target
 
@@ -128,6 +128,8 @@ def _restore_checkpoint(model, optimizer, folder: Path) -> None:
         set_peft_model_state_dict(model, weights)
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise StoreError(
             f"{folder}: checkpoint does not fit this base model and LoRA config (trained on "
