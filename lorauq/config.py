@@ -260,6 +260,25 @@ def _check_values(params: Params, where: str) -> None:
         raise ConfigError(f"{where}.base.model: required when base.kind is 'pretrained'")
     if not params.lora.target_modules:
         raise ConfigError(f"{where}.lora.target_modules: empty")
+    sources = {"data.train": params.data.train} | {
+        f"data.eval.{name}": spec for name, spec in params.data.eval.items()
+    }
+    for key, spec in sources.items():
+        if spec.limit is not None and spec.limit <= 0:
+            raise ConfigError(
+                f"{where}.{key}.limit must be positive (or omitted for all rows), got {spec.limit}"
+            )
+    _check_template(params.data.template, f"{where}.data.template")
+
+
+def _check_template(template: str, where: str) -> None:
+    """Reject an unusable prompt template at load time, not at the first prompt of a run."""
+    from lorauq.prompt import template_parts  # prompt needs no config: no import cycle
+
+    try:
+        template_parts(template)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def resolve_params(

@@ -237,11 +237,17 @@ def _existing_file(path: str | os.PathLike[str] | None) -> Path:
 def _read_text(file: Path) -> str:
     """UTF-8 text of a file (a BOM is dropped); undecodable bytes are a DataError, not garbage."""
     try:
-        return file.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{file}: not UTF-8 text (undecodable byte at offset {exc.start})") from exc
+        raw = file.read_bytes()
     except OSError as exc:
         raise DataError(f"{file}: cannot read ({exc})") from exc
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(
+            f"{file}: line {line}: not UTF-8 text (undecodable byte 0x{raw[exc.start]:02x} at "
+            f"offset {exc.start}; re-save the file as UTF-8)"
+        ) from exc
 
 
 def _json_objects(file: Path) -> Iterator[tuple[str, dict[str, Any]]]:

@@ -123,12 +123,24 @@ def _check_reference(reference: str) -> None:
         raise ModelError(f"{reference}: not a model folder (no config.json)")
 
 
+def _trust_remote_code(reference: str, params: BaseParams) -> bool:
+    """``base.trust_remote_code``, with a warning when it is on: a model repo's Python code
+    then runs in this process (tokenizer and model alike), so the user must see it."""
+    if params.trust_remote_code:
+        warnings.warn(
+            f"{reference}: base.trust_remote_code is on; code from the model repo will run",
+            UserWarning,
+            stacklevel=3,
+        )
+    return bool(params.trust_remote_code)
+
+
 def load_tokenizer(reference: str, params: BaseParams):
     """The tokenizer of the base, left-padded (the answer position is then always the last)."""
     from transformers import AutoTokenizer
 
     _check_reference(reference)
-    kwargs: dict[str, Any] = {"trust_remote_code": params.trust_remote_code}
+    kwargs: dict[str, Any] = {"trust_remote_code": _trust_remote_code(reference, params)}
     if params.gguf_file:
         kwargs["gguf_file"] = params.gguf_file
     if params.revision:
@@ -148,13 +160,9 @@ def load_base_model(reference: str, params: BaseParams):
     from transformers import AutoModelForCausalLM
 
     _check_reference(reference)
-    if params.trust_remote_code:
-        warnings.warn(
-            f"{reference}: trust_remote_code is on; code from the model repo will run", stacklevel=2
-        )
     kwargs: dict[str, Any] = {
         "dtype": _DTYPES[params.dtype],
-        "trust_remote_code": params.trust_remote_code,
+        "trust_remote_code": _trust_remote_code(reference, params),
     }
     if params.gguf_file:
         kwargs["gguf_file"] = params.gguf_file

@@ -9,7 +9,9 @@ killed run leaves either the old file or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -44,13 +46,30 @@ _STR_COLUMNS = ["eval_set", "id", "subject", "group"]
 _FLOAT_COLUMNS = [*LOGIT_COLUMNS, "logsumexp_vocab"]
 
 
+#: errno values that mean "the disk is full", not "this is a bug": reported as StoreError.
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
+#: Names of the temporaries below: ``.<target>.<mkstemp/mkdtemp suffix>[.tmp]``.
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}(\.tmp)?$")
+
+
+def _disk_full(target: Path, exc: BaseException) -> StoreError | None:
+    """A StoreError naming ``target`` if ``exc`` is a full disk or quota, else None."""
+    if isinstance(exc, OSError) and exc.errno in _DISK_FULL:
+        return StoreError(
+            f"{target}: no space left while writing ({exc.strerror}); the previous version, "
+            "if any, is kept and the partial write was removed"
+        )
+    return None
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it into place only if the block succeeds.
 
     The temporary file lives in the same folder, so the final ``os.replace`` is atomic on
     POSIX: readers see the old file or the complete new one. On any error the temporary
-    file is removed and the old file is untouched.
+    file is removed and the old file is untouched; a full disk becomes a StoreError naming
+    ``path`` (a bare ``OSError: [Errno 28]`` from inside pyarrow names no file).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -60,8 +79,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        full = _disk_full(target, exc)
+        if full is not None:
+            raise full from exc
         raise
 
 
@@ -70,7 +92,8 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary folder beside ``path``; it replaces ``path`` only if the block succeeds.
 
     A checkpoint or model folder is therefore complete or absent: a killed run never leaves
-    a folder that looks finished.
+    a folder that looks finished. An existing ``path`` is first renamed aside (not deleted
+    in place), so a kill during the swap leaves whole folders only, never a half-deleted one.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -78,11 +101,40 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp
         if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    except BaseException:
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+            os.replace(target, old)  # an empty folder is replaced atomically on POSIX
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        full = _disk_full(target, exc)
+        if full is not None:
+            raise full from exc
         raise
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete temporaries that :func:`atomic_path`/:func:`atomic_dir` left in ``folder`` when
+    their process was killed (SIGKILL runs no cleanup); return what was removed.
+
+    Only call this where no other process writes into ``folder`` at the same time (a
+    member's checkpoint folder belongs to its one training run).
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        return []
+    removed = []
+    for child in root.iterdir():
+        if not _TEMP_NAME.match(child.name):
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+        removed.append(child)
+    return removed
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:

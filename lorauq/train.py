@@ -3,8 +3,14 @@
 The loss is the paper's: cross-entropy over the full vocabulary at the answer position
 only (plus the LoRA prior λ·Σ‖B·A‖²_F), so the forward pass applies the LM head at that one
 position. Each epoch's folder holds peft's adapter files and the optimizer state; it is
-written under a temporary name and renamed, so a killed run resumes from its last complete
-epoch and ends exactly where an uninterrupted run would.
+written under a temporary name and renamed, so a killed run (even SIGKILL mid-epoch or
+mid-save) resumes from its last complete epoch and ends bitwise identical, on CPU, to an
+uninterrupted run.
+
+What a resume restores is everything the next epoch depends on: the LoRA weights, AdamW's
+moments and step counts, and torch's CPU and CUDA RNGs (LoRA dropout). The data order needs no
+state: each epoch draws it from a generator seeded by (member, epoch) alone. There is no
+learning-rate scheduler to save: the paper trains at a constant learning rate.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from lorauq.config import LoraParams, TrainParams
 from lorauq.errors import DataError, StoreError
 from lorauq.model import attach_lora, lora_prior
 from lorauq.prompt import encode_prompts, letter_token_ids
-from lorauq.store import atomic_dir
+from lorauq.store import atomic_dir, remove_stale_temps
 
 STATE_FILE = "training_state.pt"
 LOG_FILE = "train_log.json"
@@ -93,19 +99,20 @@ def _save_checkpoint(model, optimizer, member_dir: Path, epoch: int, log: dict) 
     target = epoch_dir(member_dir, epoch)
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        torch.save(
-            {
-                "optimizer": optimizer.state_dict(),
-                "torch_rng": torch.get_rng_state(),
-                "epoch": epoch,
-            },
-            tmp / STATE_FILE,
-        )
+        state = {
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "epoch": epoch,
+        }
+        if torch.cuda.is_available():  # LoRA dropout on a GPU draws from the CUDA RNG
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        torch.save(state, tmp / STATE_FILE)
         (tmp / LOG_FILE).write_text(json.dumps(log, indent=2))
     return target
 
 
 def _restore_checkpoint(model, optimizer, folder: Path) -> None:
+    """Load an epoch's adapter, optimizer and RNG state; any failure names the folder."""
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -116,9 +123,19 @@ def _restore_checkpoint(model, optimizer, folder: Path) -> None:
         raise StoreError(
             f"{folder}: checkpoint cannot be read ({exc}); delete the folder to retrain"
         ) from exc
-    set_peft_model_state_dict(model, weights)
-    optimizer.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["torch_rng"])
+    try:
+        # peft loads with strict=False but still raises on a shape mismatch.
+        set_peft_model_state_dict(model, weights)
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+        raise StoreError(
+            f"{folder}: checkpoint does not fit this base model and LoRA config (trained on "
+            f"another base, or other lora params?): {' '.join(str(exc).split())[:300]}; delete the "
+            "member's folder to retrain"
+        ) from exc
 
 
 def make_optimizer(model, train: TrainParams) -> torch.optim.AdamW:
@@ -172,6 +189,7 @@ def train_member(
     """
     member_dir = Path(member_dir)
     data = encode_training_set(tokenizer, train_frame, template, train.max_length)
+    remove_stale_temps(member_dir)  # half-saved epochs of a killed run; never read anyway
     model = attach_lora(base_model, lora, seed=member)
     if train.gradient_checkpointing:
         model.gradient_checkpointing_enable()

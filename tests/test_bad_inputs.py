@@ -1,0 +1,529 @@
+"""The bad-input catalogue: every row of ``docs/bad-inputs.md`` is one case here, and back.
+
+Each case feeds lorauq one bad input (a file, a param, a model folder, a stored artefact)
+and asserts the error class (a ``lorauq.errors`` subclass, never a bare library error) and
+a message excerpt naming the file and row, the dotted param key, or the path. An excerpt
+``x … y`` means ``x`` and later ``y``. The doc's table and ``CASES`` must list the same ids
+with the same class and excerpt, so neither can drift from the other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import json
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import tinyworld as tw
+import torch
+
+from lorauq import errors
+from lorauq.config import LoraParams, load_params
+from lorauq.data import load_questions, read_prepared
+from lorauq.errors import ConfigError, DataError, LorauqError, ModelError, StoreError
+from lorauq.infer import evaluate_member, evaluate_prior
+from lorauq.model import attach_lora, build_tiny_model, load_base_model, load_tokenizer
+from lorauq.prompt import format_prompt, letter_token_ids
+from lorauq.store import LOGIT_COLUMNS, read_logits, write_logits
+from lorauq.uncertainty import accuracy, letter_probs
+
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC = ROOT / "docs" / "bad-inputs.md"
+PARAMS = ROOT / "params.yaml"
+
+
+# --------------------------------------------------------------------------- the case table
+
+
+@dataclass
+class Ctx:
+    """What a case may use: a fresh folder, monkeypatch, the tiny world (built on first use),
+    and checks to run after the error was raised (e.g. "the old file is intact")."""
+
+    tmp: Path
+    monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest
+    after: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def world(self) -> dict[str, Any]:
+        return self.request.getfixturevalue("tiny")
+
+
+@dataclass(frozen=True)
+class Case:
+    error: type[LorauqError]
+    excerpt: str
+    run: Callable[[Ctx], Any]
+
+
+CASES: dict[str, Case] = {}
+
+
+def case(case_id: str, error: type[LorauqError], excerpt: str):
+    """Register ``run`` as catalogue row ``case_id``; it must raise ``error`` with ``excerpt``."""
+
+    def register(run: Callable[[Ctx], Any]) -> Callable[[Ctx], Any]:
+        assert case_id not in CASES, case_id
+        CASES[case_id] = Case(error, excerpt, run)
+        return run
+
+    return register
+
+
+# --------------------------------------------------------------------------- helpers
+
+GOOD = {"question": "Which is a colour?", "choices": ["red", "dog", "run"], "answer": 0}
+
+
+def jsonl(ctx: Ctx, *rows: Any, name: str = "q.jsonl") -> Path:
+    """A jsonl file of ``rows`` (dicts are dumped; strings are written as they are)."""
+    path = ctx.tmp / name
+    lines = [row if isinstance(row, str) else json.dumps(row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def load_jsonl(ctx: Ctx, *rows: Any, **kwargs: Any):
+    return load_questions("jsonl", "train", path=jsonl(ctx, *rows), **kwargs)
+
+
+def load_csv(ctx: Ctx, text: str):
+    path = ctx.tmp / "q.csv"
+    path.write_text(text, encoding="utf-8")
+    return load_questions("csv", "train", path=path)
+
+
+def params(**overrides: Any):
+    return load_params(PARAMS, overrides)
+
+
+def logits_frame(n: int = 3) -> pd.DataFrame:
+    """A valid logits table of ``n`` 3-choice questions (member 0, epoch 1)."""
+    frame = pd.DataFrame(
+        {
+            "member": 0,
+            "epoch": 1,
+            "eval_set": "in_domain",
+            "id": [f"q{i}" for i in range(n)],
+            "subject": "s",
+            "group": "g",
+            "answer": 0,
+            "n_choices": 3,
+            "logsumexp_vocab": 5.0,
+        }
+    )
+    frame[LOGIT_COLUMNS[:3]] = np.arange(3 * n, dtype=np.float32).reshape(n, 3)
+    return frame
+
+
+def char_tokenizer(merges: list[tuple[str, str]], drop: str = ""):
+    """A character BPE over the paper prompt's characters (minus ``drop``), plus ``merges``."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    text = format_prompt({"question": "Which one?", "choices": [f"option {i}" for i in range(9)]})
+    chars = sorted(set(text + "abcdefghij).?") - set(drop))
+    vocab = {"[UNK]": 0, **{c: i + 1 for i, c in enumerate(chars)}}
+    for left, right in merges:
+        vocab[left + right] = len(vocab)
+    raw = Tokenizer(models.BPE(vocab, merges, unk_token="[UNK]"))
+    return PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]", name_or_path="toy")
+
+
+def member_copy(ctx: Ctx) -> Path:
+    """A private copy of the tiny world's one-epoch member, for a case to damage."""
+    target = ctx.tmp / "member-0"
+    shutil.copytree(ctx.world["member_dir"], target)
+    return target
+
+
+def infer_member(ctx: Ctx, member_dir: Path, base_dir: Path | None = None) -> Path:
+    base_dir = base_dir or ctx.world["base_dir"]
+    return evaluate_member(
+        load_base_model(str(base_dir), tw.BASE),
+        ctx.world["tokenizer"],
+        {"in_domain": tw.eval_set()},
+        member_dir,
+        ctx.tmp / "member-0.parquet",
+        member=0,
+        infer=tw.INFER,
+        progress=False,
+    )
+
+
+def truncate(path: Path, keep: int = 100) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+# --------------------------------------------------------------------------- data
+
+
+@case("jsonl-malformed-line", DataError, "q.jsonl: line 2: malformed JSON")
+def _(ctx: Ctx):
+    load_jsonl(ctx, GOOD, '{"question": "cut off", "choices": ["a", "b"')
+
+
+@case("jsonl-missing-field", DataError, "q.jsonl: line 1: missing key(s) ['answer']")
+def _(ctx: Ctx):
+    load_jsonl(ctx, {k: v for k, v in GOOD.items() if k != "answer"})
+
+
+@case("answer-out-of-range", DataError, "q.jsonl: line 2: answer 3 outside -1..2 for 3 choices")
+def _(ctx: Ctx):
+    load_jsonl(ctx, GOOD, {**GOOD, "answer": 3})
+
+
+@case("answer-not-an-integer", DataError, "q.csv: row 1 (line 2): answer must be an integer")
+def _(ctx: Ctx):
+    load_csv(ctx, "question,choice0,choice1,answer\nPick one,x,y,b\n")
+
+
+@case("duplicate-ids", DataError, "q.jsonl: line 2: duplicate id 'q1' (first at … line 1)")
+def _(ctx: Ctx):
+    load_jsonl(ctx, {**GOOD, "id": "q1"}, {**GOOD, "id": "q1"})
+
+
+@case("empty-question", DataError, "q.jsonl: line 1: question must be a non-empty string")
+def _(ctx: Ctx):
+    load_jsonl(ctx, {**GOOD, "question": "   "})
+
+
+@case("too-few-choices", DataError, "q.jsonl: line 1: needs 2-10 choices, got 1")
+def _(ctx: Ctx):
+    load_jsonl(ctx, {**GOOD, "choices": ["only"]})
+
+
+@case("too-many-choices", DataError, "q.jsonl: line 1: needs 2-10 choices, got 11")
+def _(ctx: Ctx):
+    load_jsonl(ctx, {**GOOD, "choices": [f"c{i}" for i in range(11)]})
+
+
+@case("undecodable-bytes", DataError, "q.jsonl: line 2: not UTF-8 text (undecodable byte 0xe9")
+def _(ctx: Ctx):
+    path = ctx.tmp / "q.jsonl"
+    line = b'{"question": "caf\xe9?", "choices": ["a", "b"], "answer": 0}\n'
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + line)
+    load_questions("jsonl", "train", path=path)
+
+
+@case("csv-wrong-header", DataError, "q.csv: wrong CSV header ['question', 'a', 'b', 'answer']")
+def _(ctx: Ctx):
+    load_csv(ctx, "question,a,b,answer\nPick one,x,y,0\n")
+
+
+@case("csv-ragged-row", DataError, "q.csv: row 2 (line 3): 3 fields, header has 4")
+def _(ctx: Ctx):
+    load_csv(ctx, "question,choice0,choice1,answer\nPick one,x,y,0\nPick two,x,1\n")
+
+
+@case(
+    "mmlu-answer-not-a-letter",
+    DataError,
+    "anatomy_test.csv: row 2 (line 2): answer 'E' is not a letter A-D",
+)
+def _(ctx: Ctx):
+    folder = ctx.tmp / "mmlu" / "test"
+    folder.mkdir(parents=True)
+    (folder / "anatomy_test.csv").write_text(
+        "What is it?,w,x,y,z,A\nAnd this?,w,x,y,z,E\n", encoding="utf-8"
+    )
+    load_questions("mmlu", "test", path=ctx.tmp / "mmlu", subjects=["anatomy"])
+
+
+@case("source-file-missing", DataError, "nowhere.jsonl: no such file")
+def _(ctx: Ctx):
+    load_questions("jsonl", "train", path=ctx.tmp / "nowhere.jsonl")
+
+
+@case(
+    "eval-set-empty-after-filter",
+    DataError,
+    "jsonl split 'train' from … q.jsonl: no questions (group=None, subjects=['physics'])",
+)
+def _(ctx: Ctx):
+    load_jsonl(ctx, {**GOOD, "subject": "biology"}, subjects=["physics"])
+
+
+@case("eval-set-empty-at-inference", DataError, "prior epoch 0 empty: the evaluation set is empty")
+def _(ctx: Ctx):
+    evaluate_prior(
+        load_base_model(str(ctx.world["base_dir"]), tw.BASE),
+        ctx.world["tokenizer"],
+        {"empty": tw.eval_set().iloc[:0]},
+        ctx.tmp / "prior.parquet",
+        progress=False,
+    )
+
+
+@case("prepared-table-corrupt", DataError, "train.parquet: not a readable parquet file")
+def _(ctx: Ctx):
+    path = ctx.tmp / "train.parquet"
+    path.write_bytes(b"PAR1 this is not parquet")
+    read_prepared(path)
+
+
+# --------------------------------------------------------------------------- params
+
+
+@case("param-unknown-key", ConfigError, "tiny.train.epoch: unknown key (did you mean 'epochs'?)")
+def _(ctx: Ctx):
+    params(**{"train.epoch": 3})
+
+
+@case("param-unknown-section", ConfigError, "tiny.trian: unknown section (did you mean 'train'?)")
+def _(ctx: Ctx):
+    params(**{"tiny.trian.lr": 0.1})
+
+
+@case("param-wrong-type", ConfigError, "tiny.train.batch_size: expected int, got str 'eight'")
+def _(ctx: Ctx):
+    params(**{"train.batch_size": "eight"})
+
+
+@case("epochs-zero", ConfigError, "tiny.train.epochs must be positive, got 0")
+def _(ctx: Ctx):
+    params(**{"train.epochs": 0})
+
+
+@case("epochs-negative", ConfigError, "tiny.train.epochs must be positive, got -2")
+def _(ctx: Ctx):
+    params(**{"train.epochs": -2})
+
+
+@case("members-empty", ConfigError, "members: the member list is empty")
+def _(ctx: Ctx):
+    params(members=[])
+
+
+@case(
+    "template-without-placeholder",
+    ConfigError,
+    "tiny.data.template: prompt template … lacks placeholder(s) ['{choices}']",
+)
+def _(ctx: Ctx):
+    params(**{"data.template": "Q: {question}\nA: ("})
+
+
+@case("eval-limit-zero", ConfigError, "tiny.data.eval.in_domain.limit must be positive")
+def _(ctx: Ctx):
+    params(**{"data.eval.in_domain.limit": 0})
+
+
+@case("params-not-yaml", ConfigError, "bad.yaml: not valid YAML")
+def _(ctx: Ctx):
+    path = ctx.tmp / "bad.yaml"
+    path.write_text("profile: tiny\ntiny: [unclosed\n", encoding="utf-8")
+    load_params(path)
+
+
+# --------------------------------------------------------------------------- models
+
+
+@case("base-folder-missing", ModelError, "no-such-base: base model folder not found")
+def _(ctx: Ctx):
+    load_base_model(str(ctx.tmp / "no-such-base"), tw.BASE)
+
+
+@case("base-folder-not-a-model", ModelError, "empty-folder: not a model folder (no config.json)")
+def _(ctx: Ctx):
+    (ctx.tmp / "empty-folder").mkdir()
+    load_tokenizer(str(ctx.tmp / "empty-folder"), tw.BASE)
+
+
+@case("letter-is-unknown-token", ModelError, "tokenizer 'toy': answer letter 'c' … unknown token")
+def _(ctx: Ctx):
+    letter_token_ids(char_tokenizer([], drop="c"), 4)
+
+
+@case("letter-merges-with-paren", ModelError, "answer letter 'b' … merges with them")
+def _(ctx: Ctx):
+    letter_token_ids(char_tokenizer([("(", "b")]), 3)
+
+
+@case("lora-target-missing", ModelError, "lora.target_modules ['nope_proj']")
+def _(ctx: Ctx):
+    base = load_base_model(str(ctx.world["base_dir"]), tw.BASE)
+    attach_lora(base, LoraParams(target_modules=["nope_proj"]), seed=0)
+
+
+# --------------------------------------------------------------------------- stores
+
+
+@case(
+    "adapter-truncated", StoreError, "epoch-1: adapter cannot be loaded onto this base (Error while"
+)
+def _(ctx: Ctx):
+    member_dir = member_copy(ctx)
+    truncate(member_dir / "epoch-1" / "adapter_model.safetensors")
+    infer_member(ctx, member_dir)
+
+
+@case("checkpoint-truncated-on-resume", StoreError, "epoch-1: checkpoint cannot be read")
+def _(ctx: Ctx):
+    member_dir = member_copy(ctx)
+    truncate(member_dir / "epoch-1" / "training_state.pt")
+    tw.train(ctx.world["base_dir"], member_dir, epochs=2)
+
+
+@case(
+    "adapter-other-base",
+    StoreError,
+    "epoch-1: adapter cannot be loaded onto this base … size mismatch",
+)
+def _(ctx: Ctx):
+    infer_member(ctx, ctx.world["member_dir"], ctx.world["wide_dir"])
+
+
+@case(
+    "checkpoint-other-base-on-resume",
+    StoreError,
+    "epoch-1: checkpoint does not fit this base model … size mismatch",
+)
+def _(ctx: Ctx):
+    tw.train(ctx.world["wide_dir"], member_copy(ctx), epochs=2)
+
+
+@case("member-without-checkpoints", StoreError, "member-9: no complete epoch checkpoints")
+def _(ctx: Ctx):
+    (ctx.tmp / "member-9" / ".epoch-1.abcd1234").mkdir(parents=True)  # a killed save only
+    evaluate_member(None, None, {}, ctx.tmp / "member-9", ctx.tmp / "member-9.parquet", member=9)
+
+
+@case(
+    "logits-wrong-schema", StoreError, "member-0.parquet: logits table lacks column(s) ['subject']"
+)
+def _(ctx: Ctx):
+    path = ctx.tmp / "member-0.parquet"
+    logits_frame().drop(columns="subject").to_parquet(path)
+    read_logits(path)
+
+
+@case(
+    "logits-non-finite-in-file",
+    StoreError,
+    "member-0.parquet: non-finite letter logit in row 1 (id 'q1')",
+)
+def _(ctx: Ctx):
+    path = ctx.tmp / "member-0.parquet"
+    frame = logits_frame()
+    frame.loc[1, "logit_b"] = np.inf
+    frame.to_parquet(path)
+    read_logits(path)
+
+
+@case("disk-full-mid-write", StoreError, "member-0.parquet: no space left while writing")
+def _(ctx: Ctx):
+    path = ctx.tmp / "member-0.parquet"
+    write_logits(logits_frame(), path)
+    before = path.read_bytes()
+
+    def fill_disk(self, target, *args, **kwargs):
+        Path(target).write_bytes(b"PAR1 half a table")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    ctx.monkeypatch.setattr(pd.DataFrame, "to_parquet", fill_disk)
+
+    def old_file_intact_and_no_temp():
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in ctx.tmp.iterdir()) == ["member-0.parquet"]
+
+    ctx.after.append(old_file_intact_and_no_temp)
+    write_logits(logits_frame(4), path)
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+@case("nan-logits-to-metrics", DataError, "logits: NaN in a used slot (below n_choices) at (0, 1)")
+def _(ctx: Ctx):
+    letter_probs(np.array([[0.0, np.nan, 1.0]]), np.array([3]))
+
+
+@case("inf-logits-to-metrics", DataError, "logits: +inf in a used slot at (1, 0)")
+def _(ctx: Ctx):
+    letter_probs(np.array([[0.0, 1.0], [np.inf, 0.0]]), np.array([2, 2]))
+
+
+@case("nan-probs-to-metrics", DataError, "probs: contains NaN or inf, first at index (1, 0)")
+def _(ctx: Ctx):
+    accuracy(np.array([[0.5, 0.5], [np.nan, 1.0]]), np.array([0, 1]))
+
+
+# --------------------------------------------------------------------------- the tests
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict[str, Any]:
+    """The tiny base, a one-epoch member on it, and a wider base that member does not fit."""
+    root = tmp_path_factory.mktemp("bad-inputs")
+    base_dir = tw.build_base(root / "base")
+    tokenizer = load_tokenizer(str(base_dir), tw.BASE)
+    wide_dir = root / "wide"
+    wide = build_tiny_model(tokenizer, dataclasses.replace(tw.BASE, hidden_size=48))
+    wide.save_pretrained(wide_dir)
+    tokenizer.save_pretrained(wide_dir)
+    tw.train(base_dir, root / "member-0", epochs=1)
+    return {
+        "base_dir": base_dir,
+        "wide_dir": wide_dir,
+        "tokenizer": tokenizer,
+        "member_dir": root / "member-0",
+    }
+
+
+def excerpt_matches(excerpt: str, message: str) -> bool:
+    """``a … b`` matches a message holding ``a`` and, later, ``b``."""
+    pattern = ".*".join(re.escape(part) for part in excerpt.split(" … "))
+    return re.search(pattern, message, flags=re.DOTALL) is not None
+
+
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_bad_input(case_id: str, tmp_path: Path, monkeypatch, request) -> None:
+    spec = CASES[case_id]
+    ctx = Ctx(tmp_path, monkeypatch, request)
+    with pytest.raises(LorauqError) as info:
+        spec.run(ctx)
+    assert type(info.value) is spec.error, f"{type(info.value).__name__}: {info.value}"
+    assert excerpt_matches(spec.excerpt, str(info.value)), str(info.value)
+    for check in ctx.after:
+        check()
+
+
+def doc_rows() -> dict[str, tuple[str, str]]:
+    """``{id: (error class, excerpt)}`` from the table of ``docs/bad-inputs.md``."""
+    rows = {}
+    for line in DOC.read_text(encoding="utf-8").splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 4 or not cells[0].startswith("`"):
+            continue
+        case_id, _, error, excerpt = (cell.strip("`") for cell in cells)
+        assert case_id not in rows, f"{case_id} appears twice in {DOC.name}"
+        rows[case_id] = (error, excerpt)
+    return rows
+
+
+def test_doc_and_cases_list_the_same_rows() -> None:
+    rows = doc_rows()
+    assert len(rows) >= 25
+    assert sorted(set(rows) - set(CASES)) == [], "doc rows without a test"
+    assert sorted(set(CASES) - set(rows)) == [], "tests without a doc row"
+    for case_id, (error, excerpt) in rows.items():
+        spec = CASES[case_id]
+        assert (error, excerpt) == (spec.error.__name__, spec.excerpt), case_id
+
+
+def test_every_error_class_is_catalogued_and_a_lorauq_error() -> None:
+    classes = {spec.error for spec in CASES.values()}
+    assert classes == {ConfigError, DataError, ModelError, StoreError}
+    assert all(issubclass(cls, errors.LorauqError) for cls in classes)

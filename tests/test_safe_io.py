@@ -1,0 +1,199 @@
+"""Safe loading and atomic writes, checked on the package source and on real files.
+
+Source checks (ast, not grep, so comments and strings do not count): every ``torch.load``
+passes ``weights_only=True``; no pickle; every file lorauq writes is written inside an
+``atomic_path``/``atomic_dir`` block; no secret is read from the environment or passed on.
+Behaviour checks: ``trust_remote_code`` is off unless ``base.trust_remote_code`` is set, and
+then it warns; the base and the adapters are saved as safetensors.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import warnings
+from pathlib import Path
+
+import pytest
+import tinyworld as tw
+import torch
+
+from lorauq.model import load_base_model, load_tokenizer
+
+torch.set_num_threads(1)
+
+PACKAGE = Path(__file__).resolve().parents[1] / "lorauq"
+SOURCES = sorted(PACKAGE.glob("*.py"))
+
+#: Calls that create or change a file: Path.write_text, DataFrame.to_parquet, fig.savefig, …
+WRITERS = {
+    "write_text",
+    "write_bytes",
+    "to_parquet",
+    "to_csv",
+    "to_json",
+    "to_pickle",
+    "savefig",
+    "save_pretrained",
+    "save",
+    "save_file",
+    "write_table",
+    "dump",
+    "touch",
+}
+#: shutil's file-creating functions (``copy`` alone would match ``DataFrame.copy``).
+SHUTIL_WRITERS = {
+    "shutil.copy",
+    "shutil.copy2",
+    "shutil.copyfile",
+    "shutil.copytree",
+    "shutil.move",
+}
+ATOMIC = {"atomic_path", "atomic_dir"}
+#: The only environment variables lorauq reads; a token or key must never be among them.
+ENV_READ = {"HF_HUB_OFFLINE"}
+
+
+def parsed() -> list[tuple[Path, ast.Module]]:
+    return [(path, ast.parse(path.read_text(encoding="utf-8"))) for path in SOURCES]
+
+
+def call_name(node: ast.Call) -> str:
+    func = node.func
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return func.id if isinstance(func, ast.Name) else ""
+
+
+def where(path: Path, node: ast.AST) -> str:
+    return f"{path.name}:{node.lineno}"
+
+
+def test_package_sources_found():
+    assert len(SOURCES) >= 15
+    assert {p.name for p in SOURCES} >= {"store.py", "train.py", "plots.py", "pipeline.py"}
+
+
+def test_every_torch_load_is_weights_only():
+    loads = []
+    for path, tree in parsed():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.load":
+                loads.append(where(path, node))
+                ok = any(
+                    kw.arg == "weights_only"
+                    and isinstance(kw.value, ast.Constant)
+                    and kw.value.value is True
+                    for kw in node.keywords
+                )
+                assert ok, f"{where(path, node)}: torch.load without weights_only=True"
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+                assert not {"pickle", "dill", "cloudpickle"} & set(names), where(path, node)
+                assert "load" not in names or node.module != "torch", where(path, node)
+    assert loads, "expected at least train.py's torch.load"
+
+
+def _inside_atomic_block(parents: list[ast.AST]) -> bool:
+    for parent in parents:
+        if isinstance(parent, ast.With):
+            for item in parent.items:
+                expr = item.context_expr
+                if isinstance(expr, ast.Call) and call_name(expr) in ATOMIC:
+                    return True
+    return False
+
+
+def _walk_with_parents(node: ast.AST, parents: list[ast.AST]):
+    yield node, parents
+    for child in ast.iter_child_nodes(node):
+        yield from _walk_with_parents(child, [*parents, node])
+
+
+def _opens_for_writing(node: ast.Call) -> bool:
+    if call_name(node) != "open":
+        return False
+    modes = [a for a in node.args[1:2]] + [k.value for k in node.keywords if k.arg == "mode"]
+    return any(isinstance(m, ast.Constant) and set(str(m.value)) & set("wax+") for m in modes)
+
+
+def test_every_file_write_goes_through_an_atomic_helper():
+    writes, bare = [], []
+    for path, tree in parsed():
+        for node, parents in _walk_with_parents(tree, []):
+            if not isinstance(node, ast.Call):
+                continue
+            if (
+                call_name(node) in WRITERS
+                or ast.unparse(node.func) in SHUTIL_WRITERS
+                or _opens_for_writing(node)
+            ):
+                writes.append(where(path, node))
+                if not _inside_atomic_block(parents):
+                    bare.append(f"{where(path, node)}: {ast.unparse(node)[:80]}")
+    assert len(writes) >= 8  # store, data, pipeline, plots, train, tinybase all write
+    assert bare == [], "writes outside atomic_path/atomic_dir:\n" + "\n".join(bare)
+
+
+def test_no_secret_read_or_passed():
+    for path, tree in parsed():
+        for node in ast.walk(tree):
+            text = ast.unparse(node) if isinstance(node, (ast.Subscript, ast.Call)) else ""
+            if text.startswith(("os.environ.get(", "os.getenv(", "os.environ[")):
+                key = node.args[0] if isinstance(node, ast.Call) else node.slice
+                assert isinstance(key, ast.Constant) and key.value in ENV_READ, where(path, node)
+            if isinstance(node, ast.Call):
+                passed = {kw.arg for kw in node.keywords}
+                assert not passed & {"token", "use_auth_token"}, where(path, node)
+
+
+# --------------------------------------------------------------------------- behaviour
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("safe-io")
+    base_dir = tw.build_base(root / "base")
+    tw.train(base_dir, root / "member-0", epochs=1)
+    return {"base_dir": base_dir, "member_dir": root / "member-0"}
+
+
+def test_trust_remote_code_off_by_default(tiny, monkeypatch):
+    """What transformers is asked: trust_remote_code=False, and no warning."""
+    import transformers
+
+    seen = []
+    for auto in (transformers.AutoModelForCausalLM, transformers.AutoTokenizer):
+        real = auto.from_pretrained.__func__
+
+        def spy(cls, *args, _real=real, **kwargs):
+            seen.append(kwargs.get("trust_remote_code"))
+            return _real(cls, *args, **kwargs)
+
+        monkeypatch.setattr(auto, "from_pretrained", classmethod(spy))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*trust_remote_code.*")
+        load_base_model(str(tiny["base_dir"]), tw.BASE)
+        load_tokenizer(str(tiny["base_dir"]), tw.BASE)
+    assert seen == [False, False]
+
+
+@pytest.mark.parametrize("loader", [load_base_model, load_tokenizer])
+def test_trust_remote_code_on_warns(tiny, loader):
+    trusting = dataclasses.replace(tw.BASE, trust_remote_code=True)
+    with pytest.warns(UserWarning, match=r"base: base\.trust_remote_code is on; code from"):
+        loader(str(tiny["base_dir"]), trusting)
+
+
+def test_base_and_adapters_are_safetensors(tiny):
+    base_files = {p.name for p in tiny["base_dir"].iterdir()}
+    assert "model.safetensors" in base_files
+    epoch = tiny["member_dir"] / "epoch-1"
+    epoch_files = {p.name for p in epoch.iterdir()}
+    assert "adapter_model.safetensors" in epoch_files
+    for folder, files in ((tiny["base_dir"], base_files), (epoch, epoch_files)):
+        pickled = [f for f in files if f.endswith((".bin", ".pkl", ".pickle", ".pth"))]
+        assert pickled == [], folder
+    # the one .pt file is optimizer state + RNG: plain tensors that weights_only=True accepts
+    assert {f for f in epoch_files if f.endswith(".pt")} == {"training_state.pt"}
+    torch.load(epoch / "training_state.pt", weights_only=True)

@@ -1,0 +1,82 @@
+"""The smallest tiny world that still trains: one base, its tokenizer and the fine-tuning set.
+
+Shared by the bad-input catalogue, the kill/resume test (its child processes import this
+module too, so parent and child train exactly the same member) and the determinism test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lorauq.config import BaseParams, DataParams, InferParams, LoraParams, TrainParams
+
+WORLD: dict[str, Any] = {
+    "held_out_fraction": 0.1,
+    "in_domain_repeats": 1,
+    "noisy_repeats": 1,
+    "noisy_eval_repeats": 1,
+    "unseen_words": 4,
+    "pretrain_repeats": 1,
+}
+BASE = BaseParams(
+    vocab_size=300,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=1,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+    pretrain_steps=10,
+    pretrain_batch_size=8,
+)
+DATA = DataParams(world=WORLD)
+LORA = LoraParams(r=4, alpha=8.0, target_modules=["q_proj", "v_proj"])
+TRAIN = TrainParams(epochs=2, lr=1e-2, batch_size=16, max_length=256, prior_lambda=1.0)
+INFER = InferParams(max_length=256, batch_tokens=512)
+
+
+def build_base(folder: Path, base: BaseParams = BASE) -> Path:
+    """Build and save the tiny base (about a second on one core)."""
+    from lorauq.tinybase import build_tiny_base
+
+    torch.set_num_threads(1)
+    return build_tiny_base(folder, base, DATA, progress=False)
+
+
+def train_set():
+    from lorauq.synthetic import WorldSpec, finetune_questions
+
+    return finetune_questions(WorldSpec.from_params(WORLD))
+
+
+def eval_set(domain: str = "in_domain"):
+    from lorauq.synthetic import WorldSpec, domain_questions
+
+    return domain_questions(domain, WorldSpec.from_params(WORLD))
+
+
+def train(base_dir: Path, member_dir: Path, *, member: int = 0, epochs: int = TRAIN.epochs):
+    """Train one member on a freshly loaded base, as the pipeline's finetune stage does."""
+    from lorauq.model import load_base_model, load_tokenizer
+    from lorauq.train import train_member
+
+    return train_member(
+        load_base_model(str(base_dir), BASE),
+        load_tokenizer(str(base_dir), BASE),
+        train_set(),
+        member=member,
+        member_dir=member_dir,
+        lora=LORA,
+        train=dataclasses.replace(TRAIN, epochs=epochs),
+        progress=False,
+    )
+
+
+def adapter_tensors(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(folder / "adapter_model.safetensors")
