@@ -692,7 +692,8 @@ def _check_same_questions(cube: Cube, reference: Cube) -> None:
 
 
 _DISTANCES = {"agreement": agreement, "total_variation": total_variation}
-_AGREEMENT_COLUMNS = [
+#: Columns of :func:`agreement_table`.
+AGREEMENT_COLUMNS = [
     "eval_set",
     "epoch",
     "reference_epoch",
@@ -761,7 +762,7 @@ def agreement_table(
         raise StoreError(
             f"the reference shares no eval set with the table (reference has {sorted(references)})"
         )
-    return pd.DataFrame.from_records(records, columns=_AGREEMENT_COLUMNS)
+    return pd.DataFrame.from_records(records, columns=AGREEMENT_COLUMNS)
 
 
 def split_members(logits: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
