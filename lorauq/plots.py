@@ -439,10 +439,10 @@ def fig_letter_mass(letter_mass_table: pd.DataFrame) -> Figure:
     fig, axes = _figure(1, 1)
     ax = axes[0, 0]
     sns.lineplot(
-        data=letter_mass_table,
+        data=letter_mass_table.rename(columns={"eval_set": "eval set"}),
         x="epoch",
         y="value",
-        hue="eval_set",
+        hue="eval set",
         style="statistic",
         marker="o",
         ax=ax,
