@@ -11,8 +11,17 @@ import pytest
 import yaml
 from test_analysis import MEMBERS, OTHER_MASS, build_logits
 
+from lorauq import analysis
 from lorauq.config import load_params
-from lorauq.pipeline import Layout, draw_figures, ensemble_logits, write_metrics, write_tables
+from lorauq.errors import ConfigError
+from lorauq.pipeline import (
+    Layout,
+    agreement,
+    draw_figures,
+    ensemble_logits,
+    write_metrics,
+    write_tables,
+)
 from lorauq.store import PRIOR_MEMBER, write_logits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,3 +81,25 @@ def test_dvc_yaml_declares_every_table_and_figure(reports) -> None:
     assert written_png == set(dvc["plots"])
     for paths in figures.values():
         assert all(path.is_file() for path in paths)
+
+
+def test_reference_can_be_another_ensembles_logits(reports) -> None:
+    """``analysis.reference`` as a path: here the same store, so everything agrees."""
+    layout, _, _, _ = reports
+    params = load_params(
+        ROOT / "params.yaml", {"members": list(MEMBERS), "tiny.analysis.reference": "data/logits"}
+    )
+    table = agreement(params, ensemble_logits(params, layout), layout)
+    assert (table["reference"] == "members 0–2 (M=3)").all()
+    ensemble = table[table.estimator == "ensemble"].set_index("metric")["value"]
+    assert (ensemble["agreement"] == 1).all()
+    assert (ensemble["total_variation"].abs() < 1e-6).all()
+
+
+def test_one_member_has_no_halves_and_no_fig_b(reports) -> None:
+    layout, _, _, _ = reports
+    params = load_params(ROOT / "params.yaml", {"members": [MEMBERS[0]]})
+    table = agreement(params, ensemble_logits(params, layout), layout)
+    assert table.empty and list(table.columns) == list(analysis.AGREEMENT_COLUMNS)
+    with pytest.raises(ConfigError, match=r"analysis\.reference"):
+        load_params(ROOT / "params.yaml", {"tiny.analysis.reference": " "})
