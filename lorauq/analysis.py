@@ -322,14 +322,23 @@ def headline_metrics(
 
     ``{"prior": {eval_set: {metric: value}}, "final": {...}, "ood_auroc": {"final": {eval_set:
     {score: auroc}}}}``: prior is each eval set's smallest epoch (the base model), final its
-    largest. OOD AUROC separates ``in_domain`` questions (0) from each other eval set's (1) at
-    the largest epoch both share; the key is absent when ``in_domain`` is not an eval set.
+    largest. Per eval set: :data:`METRICS` plus ``letter_mass`` and ``letter_mass_p05``, the
+    mean and 5th percentile over questions of the probability the answer letters hold in the
+    full vocabulary (:func:`letter_mass_table`; the same for either read-out). OOD AUROC
+    separates ``in_domain`` questions (0) from each other eval set's (1) at the largest epoch
+    both share (not at the prior, where MI is 0 up to rounding and its AUROC would be noise);
+    the key is absent when ``in_domain`` is not an eval set.
     Values are plain floats, so ``json.dump`` and ``dvc metrics`` take the dict as is.
     """
     cubes = {cube.eval_set: cube for cube in _cubes(logits, readout)}
+    masses = {cube.eval_set: _letter_mass(cube) for cube in _cubes(logits, "with_other")}
     result: dict = {
         stage: {
-            name: _summary(cube.ensemble(int(cube.epochs[position])), cube.answers, n_bins)
+            name: {
+                **_summary(cube.ensemble(int(cube.epochs[position])), cube.answers, n_bins),
+                "letter_mass": float(LETTER_MASS_STATISTICS["mean"](masses[name][position])),
+                "letter_mass_p05": float(LETTER_MASS_STATISTICS["p05"](masses[name][position])),
+            }
             for name, cube in cubes.items()
         }
         for stage, position in (("prior", 0), ("final", -1))
@@ -683,6 +692,25 @@ def _check_same_questions(cube: Cube, reference: Cube) -> None:
 
 
 _DISTANCES = {"agreement": agreement, "total_variation": total_variation}
+#: Columns of :func:`agreement_table`.
+AGREEMENT_COLUMNS = [
+    "eval_set",
+    "epoch",
+    "reference_epoch",
+    "reference",
+    "estimator",
+    "ensemble_size",
+    "metric",
+    "value",
+]
+
+
+def _members_label(cube: Cube) -> str:
+    """Which members an ensemble is made of, for legends and titles: ``members 2–4 (M=3)``."""
+    ids = cube.members.tolist()
+    contiguous = ids == list(range(ids[0], ids[-1] + 1))
+    names = f"{ids[0]}–{ids[-1]}" if contiguous and len(ids) > 2 else ", ".join(map(str, ids))
+    return f"member{'s' if len(ids) > 1 else ''} {names} (M={len(ids)})"
 
 
 def _agreement_records(cube: Cube, reference: Cube, epoch: int) -> list[tuple]:
@@ -690,12 +718,18 @@ def _agreement_records(cube: Cube, reference: Cube, epoch: int) -> list[tuple]:
     reference_epoch = epoch if epoch in reference.epochs else int(reference.epochs[-1])
     target = ensemble_mean(reference.ensemble(reference_epoch))
     members = cube.ensemble(epoch)
-    candidates = {ENSEMBLE: [ensemble_mean(members)], MEMBER_MEAN: list(members)}
+    candidates = {
+        ENSEMBLE: (cube.n_members, [ensemble_mean(members)]),
+        MEMBER_MEAN: (1, list(members)),
+    }
+    label = _members_label(reference)
     records = []
-    for estimator, predictions in candidates.items():
+    for estimator, (size, predictions) in candidates.items():
         for metric, distance in _DISTANCES.items():
             value = float(np.mean([distance(p, target) for p in predictions]))
-            records.append((cube.eval_set, epoch, reference_epoch, estimator, metric, value))
+            records.append(
+                (cube.eval_set, epoch, reference_epoch, label, estimator, size, metric, value)
+            )
     return records
 
 
@@ -704,12 +738,16 @@ def agreement_table(
 ) -> pd.DataFrame:
     """How close the ensemble and its single members are to a reference ensemble (Fig B).
 
-    The paper compared against a rank-32, M=5 ensemble. For every eval set both tables have,
-    and every epoch of ``logits``: agreement (fraction of questions with the same argmax) and
-    mean total-variation distance of (a) the full ensemble p̄ (``ensemble``) and (b) each single
-    member, averaged (``member_mean``), against the reference's p̄ at the *same* epoch when the
+    The paper compared against an independently trained ensemble (rank 32, M=5): how far two
+    ensembles' answers differ is what is left of the ensemble's own randomness, so it says
+    whether M members are enough. For every eval set both tables have, and every epoch of
+    ``logits``: agreement (fraction of questions with the same argmax) and mean
+    total-variation distance of (a) the ensemble p̄ of all members in ``logits``
+    (``ensemble``, ``ensemble_size`` = their number) and (b) each single member, averaged
+    (``member_mean``, size 1), against the reference's p̄ at the *same* epoch when the
     reference has it, else at the reference's final epoch (``reference_epoch`` says which).
-    Columns ``eval_set, epoch, reference_epoch, estimator, metric, value``.
+    Columns ``eval_set, epoch, reference_epoch, reference, estimator, ensemble_size, metric,
+    value``; ``reference`` names the reference's members, e.g. ``members 2–4 (M=3)``.
     """
     references = {cube.eval_set: cube for cube in _cubes(reference_logits, readout)}
     records = []
@@ -724,5 +762,77 @@ def agreement_table(
         raise StoreError(
             f"the reference shares no eval set with the table (reference has {sorted(references)})"
         )
-    columns = ["eval_set", "epoch", "reference_epoch", "estimator", "metric", "value"]
-    return pd.DataFrame.from_records(records, columns=columns)
+    return pd.DataFrame.from_records(records, columns=AGREEMENT_COLUMNS)
+
+
+def split_members(logits: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the table into two disjoint ensembles: the first ⌊M/2⌋ members and the rest.
+
+    Without a second, independently trained ensemble, the two halves of one ensemble are the
+    closest thing to the paper's reference: each half is an ensemble trained the same way
+    from other seeds. The larger half (the later member ids) is the reference, the better
+    estimate of the posterior predictive. Raises :class:`StoreError` with fewer than two
+    members, since one member cannot be split.
+    """
+    members = np.unique(logits["member"].to_numpy())
+    if len(members) < 2:
+        raise StoreError(
+            f"agreement between halves needs at least 2 members, the table has "
+            f"{members.tolist()}; train more members or give a reference ensemble's logits"
+        )
+    first = members[: len(members) // 2]
+    in_first = logits["member"].isin(first)
+    return logits[in_first], logits[~in_first]
+
+
+def half_agreement_table(logits: pd.DataFrame, readout: Readout = "renormalized") -> pd.DataFrame:
+    """:func:`agreement_table` of the first half of the members against the second half.
+
+    See :func:`split_members`. At epoch 0 every member is the base model, so agreement is 1
+    and total variation 0; how far they move apart over epochs is the ensemble's epistemic
+    spread that ⌊M/2⌋ members cannot average away.
+    """
+    return agreement_table(*split_members(logits), readout=readout)
+
+
+# --------------------------------------------------------------------------- letter mass
+
+#: Statistics over questions of :func:`letter_mass_table`.
+LETTER_MASS_STATISTICS = {
+    "mean": np.mean,
+    "median": np.median,
+    "p05": lambda mass: np.percentile(mass, 5),
+}
+
+
+def _letter_mass(cube: Cube) -> np.ndarray:
+    """``(n_epochs, n_questions)``: the letters' share of the ensemble's full-vocabulary p̄.
+
+    ``cube`` must be read out ``with_other``. The full-vocabulary p̄ is the mean of the
+    members' softmaxes, so its letter mass is the members' letter masses averaged.
+    """
+    if cube.readout != "with_other":
+        raise ValueError(f"letter mass needs the 'with_other' read-out, not {cube.readout!r}")
+    return 1.0 - cube.probs[..., -1].mean(axis=0)
+
+
+def letter_mass_table(logits: pd.DataFrame) -> pd.DataFrame:
+    """How much probability the K answer letters hold out of the whole vocabulary (#4).
+
+    The renormalised read-out divides by this mass, so a model that wanted to say something
+    other than a letter still looks confident; when the mass is small the letter
+    probabilities describe a choice the model was not making, and the ``with_other`` read-out
+    (which keeps the rest as one class) is the honest one. Per eval set and epoch, the mass
+    Σ_k exp(logit_k − logsumexp_vocab) of the ensemble's mean full-vocabulary prediction,
+    summarised over questions by :data:`LETTER_MASS_STATISTICS` (``p05`` = 5th percentile:
+    the worst-covered questions). Epoch 0 is the base model (the prior). Columns ``eval_set,
+    epoch, statistic, value``; the mass is a probability in [0, 1], independent of the
+    analysis read-out.
+    """
+    records = [
+        (cube.eval_set, int(epoch), statistic, float(summarise(mass)))
+        for cube in _cubes(logits, "with_other")
+        for epoch, mass in zip(cube.epochs, _letter_mass(cube), strict=True)
+        for statistic, summarise in LETTER_MASS_STATISTICS.items()
+    ]
+    return pd.DataFrame.from_records(records, columns=["eval_set", "epoch", "statistic", "value"])

@@ -104,7 +104,10 @@ class AnalysisParams:
     n_bins: int = 10
     in_domain: str = "in_domain"
     hist_epochs: list[int] = field(default_factory=lambda: [1, 3, 6])
-    reference: str | None = None
+    #: Fig B's reference ensemble: "halves" compares the first ⌊M/2⌋ members with the others
+    #: (two independent ensembles of one experiment); anything else is a logits file or folder
+    #: of another ensemble (the paper used a rank-32 one), relative to the repository root.
+    reference: str = "halves"
 
 
 @dataclass(frozen=True)
@@ -254,6 +257,10 @@ def _check_values(params: Params, where: str) -> None:
         )
     if len(set(params.members)) != len(params.members) or any(m < 0 for m in params.members):
         raise ConfigError(f"members: must be distinct non-negative integers, got {params.members}")
+    if not params.analysis.reference.strip():
+        raise ConfigError(
+            f"{where}.analysis.reference: give 'halves' or a path to a reference ensemble's logits"
+        )
     if not params.data.eval:
         raise ConfigError(f"{where}.data.eval: no evaluation sets")
     if params.base.kind == "pretrained" and not params.base.model:

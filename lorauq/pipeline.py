@@ -185,7 +185,12 @@ def ensemble_logits(params: Params, layout: Layout = Layout()) -> pd.DataFrame:
 
 
 def write_metrics(params: Params, logits: pd.DataFrame, layout: Layout = Layout()) -> dict:
-    """``reports/metrics.json``: prior and final headline numbers (+ OOD AUROC), for ``dvc metrics``."""
+    """``reports/metrics.json``: prior and final headline numbers (+ OOD AUROC), for ``dvc metrics``.
+
+    Per eval set: the :data:`lorauq.analysis.METRICS` (AURC included) and the answer letters'
+    probability mass (``letter_mass``, ``letter_mass_p05``), see
+    :func:`lorauq.analysis.headline_metrics`.
+    """
     a = params.analysis
     metrics = analysis.headline_metrics(
         logits, readout=a.readout, n_bins=a.n_bins, in_domain=a.in_domain
@@ -194,7 +199,7 @@ def write_metrics(params: Params, logits: pd.DataFrame, layout: Layout = Layout(
         "readout": a.readout,
         "ece_bins": a.n_bins,
         "members": len(params.members),
-        "units": "nats; ece as a fraction",
+        "units": "nats; ece and letter_mass as fractions",
     }
     write_text_atomic(
         layout.reports / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n"
@@ -207,6 +212,22 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
         frame.to_csv(tmp, index=False, float_format="%.6g")
 
 
+def agreement(params: Params, logits: pd.DataFrame, layout: Layout = Layout()) -> pd.DataFrame:
+    """Fig B's table: the ensemble against the reference ``analysis.reference`` names.
+
+    ``halves`` splits the members into two ensembles (:func:`lorauq.analysis.split_members`);
+    with a single member there is nothing to split and the table is empty (no Fig B). Any
+    other value is a logits file or folder of another ensemble, relative to the root.
+    """
+    a = params.analysis
+    if a.reference != "halves":
+        reference = read_logits(layout.root / a.reference)
+        return analysis.agreement_table(logits, reference, readout=a.readout)
+    if logits["member"].nunique() < 2:
+        return pd.DataFrame(columns=analysis.AGREEMENT_COLUMNS)
+    return analysis.half_agreement_table(logits, readout=a.readout)
+
+
 def write_tables(
     params: Params, logits: pd.DataFrame, layout: Layout = Layout()
 ) -> dict[str, pd.DataFrame]:
@@ -215,6 +236,8 @@ def write_tables(
     last = int(logits["epoch"].max())
     tables = {
         "metrics": analysis.metrics_table(logits, readout=a.readout, n_bins=a.n_bins),
+        "agreement": agreement(params, logits, layout),
+        "letter_mass": analysis.letter_mass_table(logits),
         "questions": analysis.question_table(logits, readout=a.readout),
         "transitions": analysis.transitions_over_epochs(
             logits, reference_epoch=0, readout=a.readout
@@ -247,7 +270,10 @@ def draw_figures(
         "ensemble_size": plots.fig_ensemble_size(tables["metrics"]),
         "learned_forgotten": plots.fig_transitions(tables["transitions"]),
         "subjects": plots.fig_subjects(tables["subjects"]),
+        "letter_mass": plots.fig_letter_mass(tables["letter_mass"]),
     }
+    if not tables["agreement"].empty:
+        figures["fig_b_agreement"] = plots.fig_agreement(tables["agreement"])
     if "roc" in tables:
         figures["ood_roc"] = plots.fig_ood_roc(tables["roc"])
     return {

@@ -7,7 +7,8 @@ title naming the eval set, axis labels with units (entropies in nats) and a lege
 figure can be read without the code.
 
 Figures of the paper (notes/paper.md §4): A = :func:`fig_metrics_over_epochs`,
-B = :func:`fig_agreement`, C = :func:`fig_entropy_mi_hist`; the rest are DESIGN §7 extras.
+B = :func:`fig_agreement`, C = :func:`fig_entropy_mi_hist`; the rest are DESIGN §7 extras and
+the K-letter mass diagnostic (:func:`fig_letter_mass`).
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ LABELS = {
     "accuracy": "accuracy (fraction correct)",
     "nll": "NLL (nats)",
     "ece": "ECE (fraction)",
-    "brier": "Brier score",
+    "brier": "Brier score (0 = perfect, 2 = worst)",
     "predictive_entropy": "predictive entropy H(p̄) (nats)",
     "expected_entropy": "expected entropy (nats)",
     "mutual_information": "mutual information (nats)",
     "aurc": "AURC (mean error rate)",
     "agreement": "agreement (fraction same answer)",
-    "total_variation": "total variation distance",
+    "total_variation": "total variation distance (0–1)",
     "max_prob": "1 − max p̄",
+    "letter_mass": "letter mass Σₖ p(letter k) (probability)",
 }
 #: Short panel-title names of the same metrics.
 TITLES = {
@@ -53,6 +55,7 @@ TITLES = {
     "agreement": "agreement with reference",
     "total_variation": "total variation to reference",
     "max_prob": "1 − max p̄",
+    "letter_mass": "answer letters' share of the vocabulary",
 }
 TRANSITION_LABELS = {
     "stayed_right": "right → right",
@@ -63,6 +66,8 @@ TRANSITION_LABELS = {
 #: Colours of the transitions: kept and learned in greens, forgotten in red, never in grey.
 TRANSITION_COLOURS = ("#1a9850", "#91cf60", "#d73027", "#bdbdbd")
 EPOCH_LABEL = "epoch (0 = base model)"
+#: Curve name of the paper's "M=1": each single member's metric, averaged over members.
+MEMBER_MEAN_CURVE = "single members, mean (M=1)"
 PANEL_SIZE = (4.0, 3.0)
 DPI = 150
 
@@ -124,6 +129,11 @@ def _epoch_grid(data: pd.DataFrame, metrics: Sequence[str], suptitle: str) -> Fi
 # --------------------------------------------------------------------------- paper figures
 
 
+def _ensemble_curve(sizes: pd.Series) -> pd.Series:
+    """Curve names of ensembles, by their size: ``ensemble (M=5)``."""
+    return "ensemble (M=" + sizes.astype(str) + ")"
+
+
 def fig_metrics_over_epochs(
     metrics_table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "nll", "ece")
 ) -> Figure:
@@ -135,11 +145,10 @@ def fig_metrics_over_epochs(
     _require_rows(metrics_table, "fig_metrics_over_epochs")
     ensemble = metrics_table[metrics_table["estimator"] == "ensemble"]
     full_size = ensemble.groupby("eval_set")["ensemble_size"].transform("max")
-    full = ensemble[ensemble["ensemble_size"] == full_size].assign(
-        curve=lambda t: "ensemble (M=" + t["ensemble_size"].astype(str) + ")"
-    )
+    full = ensemble[ensemble["ensemble_size"] == full_size]
+    full = full.assign(curve=_ensemble_curve(full["ensemble_size"]))
     single = metrics_table[metrics_table["estimator"] == "member_mean"].assign(
-        curve="single members, mean (M=1)"
+        curve=MEMBER_MEAN_CURVE
     )
     data = pd.concat([full, single], ignore_index=True)
     return _epoch_grid(data, metrics, "Metrics over fine-tuning epochs")
@@ -148,16 +157,21 @@ def fig_metrics_over_epochs(
 def fig_agreement(agreement_table: pd.DataFrame) -> Figure:
     """Fig B: agreement and total variation to the reference ensemble over epochs.
 
-    Rows are eval sets; the reference is taken at the same epoch when it has it, else at its
-    final epoch (see :func:`lorauq.analysis.agreement_table`).
+    Rows are eval sets; one curve for the compared ensemble, one for its single members
+    averaged. The suptitle names the reference's members and says whether it was taken at
+    the same epoch or, where it stops earlier, at its final one (see
+    :func:`lorauq.analysis.agreement_table`).
     """
     _require_rows(agreement_table, "fig_agreement")
-    names = {"ensemble": "full ensemble", "member_mean": "single members, mean"}
-    data = agreement_table.assign(curve=agreement_table["estimator"].map(names))
+    is_ensemble = agreement_table["estimator"] == "ensemble"
+    curve = _ensemble_curve(agreement_table["ensemble_size"]).where(is_ensemble, MEMBER_MEAN_CURVE)
+    reference = " / ".join(sorted(agreement_table["reference"].unique()))
+    same_epoch = (agreement_table["reference_epoch"] == agreement_table["epoch"]).all()
+    when = "same epoch" if same_epoch else "same epoch, else its final epoch"
     return _epoch_grid(
-        data,
+        agreement_table.assign(curve=curve),
         ("agreement", "total_variation"),
-        "Closeness to the reference ensemble (at the same epoch, else at its final epoch)",
+        f"Closeness to the reference ensemble ({reference}, {when})",
     )
 
 
@@ -260,7 +274,7 @@ def fig_reliability(reliability_table: pd.DataFrame) -> Figure:
         _label(
             ax,
             f"{eval_set}: reliability, epoch {epoch}",
-            "confidence max p̄",
+            "confidence max p̄ (probability)",
             "accuracy (fraction correct)",
         )
         ax.legend(fontsize="small", loc="upper left")
@@ -308,7 +322,7 @@ def fig_ood_roc(roc_points: pd.DataFrame) -> Figure:
             + ")"
         )
         sns.lineplot(data=curves, x="fpr", y="tpr", hue="score", estimator=None, sort=False, ax=ax)
-        ax.plot([0, 1], [0, 1], "--", color="grey")
+        ax.plot([0, 1], [0, 1], "--", color="grey", label="chance (AUROC 0.5)")
         epoch = int(curves["epoch"].iloc[0])
         _label(
             ax,
@@ -411,6 +425,32 @@ def fig_subjects(
             if metric == "accuracy":
                 ax.set_xlim(0, 1)
     fig.suptitle(f"Per-subject breakdown of the full ensemble, epoch {epoch}")
+    return fig
+
+
+def fig_letter_mass(letter_mass_table: pd.DataFrame) -> Figure:
+    """How much probability the answer letters hold in the full vocabulary, over epochs (#4).
+
+    One panel; colour = eval set, line style = statistic over questions (mean, median, 5th
+    percentile). A mass well below 1 means the renormalised read-out hides that the model
+    wanted to say something other than a letter.
+    """
+    _require_rows(letter_mass_table, "fig_letter_mass")
+    fig, axes = _figure(1, 1)
+    ax = axes[0, 0]
+    sns.lineplot(
+        data=letter_mass_table.rename(columns={"eval_set": "eval set"}),
+        x="epoch",
+        y="value",
+        hue="eval set",
+        style="statistic",
+        marker="o",
+        ax=ax,
+    )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(top=1.0)
+    _label(ax, "Mass of the K answer letters (ensemble mean)", EPOCH_LABEL, LABELS["letter_mass"])
+    ax.legend(fontsize="small")
     return fig
 
 

@@ -73,38 +73,190 @@ NOTEBOOKS = {
         "From the stored letter logits we compute, per eval set and epoch, the ensemble's accuracy, "
         "NLL, ECE (10 equal-width bins, as a fraction) and Brier score, and the decomposition of "
         "predictive entropy H(p̄) into expected entropy (aleatoric) and mutual information "
-        "(epistemic), all in nats.",
+        "(epistemic), all in nats.\n\n"
+        "**Two ways to read every figure below.** In the offline `tiny` profile the four eval sets "
+        "are built so that the right answer about uncertainty is known in advance:\n\n"
+        "| eval set | what it is | what must happen |\n"
+        "|---|---|---|\n"
+        "| `in_domain` | the fine-tuning task, on held-out words | *learned*: accuracy from about "
+        "chance to near 1, low entropy |\n"
+        "| `known` | what the base learned in pre-training, never fine-tuned | high accuracy at "
+        "epoch 0, then *forgotten* as fine-tuning moves the weights |\n"
+        "| `unseen` | made-up words with arbitrary labels | members can only guess, and guess "
+        "differently: **high mutual information**, accuracy at chance (1/5) |\n"
+        "| `noisy` | in-domain questions whose labels are random half the time | the best answer is "
+        "to be unsure: **high expected entropy**, accuracy capped near 0.5 + 0.5/5 = 0.6 |\n\n"
+        "In the `paper` profile (Mistral-7B-v0.1 fine-tuned on CommonsenseQA) the eval sets are "
+        "`cqa` (in-domain), `mmlu_stem` and `mmlu_ss` (out-of-domain); the paper-profile notes "
+        "below quote the authors' draft figures (notes/paper.md §4) as ranges to compare against, "
+        "not as truth.",
         ("parameters", PARAMETERS),
         SETUP,
         "from lorauq.pipeline import draw_figures, ensemble_logits, write_metrics, write_tables\n\n"
         "logits = ensemble_logits(params, layout)\nmetrics = write_metrics(params, logits, layout)\n"
         "tables = write_tables(params, logits, layout)\nfigures = draw_figures(params, tables, layout)",
-        "## Headline numbers\n`prior` is epoch 0 (the base model), `final` the last epoch, for the full ensemble.",
-        "import pandas as pd\n\npd.DataFrame({k: pd.DataFrame(metrics[k]).stack() for k in ('prior', 'final')})",
+        "## Headline numbers\n"
+        "`prior` is epoch 0 (the base model), `final` the last epoch, for the full ensemble: the "
+        "metrics above plus AURC (area under the risk–coverage curve, a mean error rate) and "
+        "`letter_mass` / `letter_mass_p05` (mean and 5th percentile of the probability the answer "
+        "letters hold in the full vocabulary; see the last section). The same numbers are in "
+        "`reports/metrics.json` for `dvc metrics show` / `dvc metrics diff`.",
+        "import pandas as pd\n\n"
+        'pd.DataFrame({k: pd.DataFrame(metrics[k]).stack() for k in ("prior", "final")})',
         "## Fig A · Accuracy, NLL and ECE over epochs\n"
-        "One row per eval set. *ensemble* is the M-member mean prediction; *member mean* averages "
-        "the single members' metrics (the paper's M = 1). Ensembling mostly curbs the rise of NLL "
-        "and ECE once fine-tuning over-fits.",
-        "from IPython.display import Image\n\nImage(filename=str(figures['fig_a_metrics_over_epochs'][0]))",
+        "**What it shows.** One row per eval set, one column per metric; x is the epoch "
+        "(0 = the base model, identical for all members). *ensemble (M=k)* is the metric of the "
+        "k-member mean prediction p̄; *single members, mean (M=1)* averages each member's own "
+        "metric (the paper's M = 1 curve). Units: accuracy and ECE are fractions, NLL is in "
+        "nats per question.\n\n"
+        "**Tiny world.** `in_domain` accuracy climbs from near chance to near 1 and its NLL "
+        "falls; `known` starts near 1 and drops (forgetting) while its NLL and ECE climb; "
+        "`unseen` stays at chance; `noisy` cannot pass about 0.6. The ensemble's NLL and ECE "
+        "should sit at or below the member mean everywhere — averaging members never hurts NLL "
+        "(it is convex).\n\n"
+        "**Paper profile.** The drafts show CQA accuracy .646 at epoch 0, ≈ .80 after one epoch "
+        "and a peak ≈ .836 around epoch 5, then a slow decline (≈ .82 at epoch 10); NLL is lowest "
+        "near epoch 3 and ECE near epoch 1, after which both rise (over-fitting) while accuracy "
+        "barely moves. MMLU STEM stays ≈ .49–.50 and MMLU social sciences drifts ≈ .69 → .67. "
+        "The gap between the two curves is what ensembling buys: mainly a smaller rise of NLL "
+        "and ECE.",
+        'from IPython.display import Image\n\nImage(filename=str(figures["fig_a_metrics_over_epochs"][0]))',
+        "## Fig B · Agreement with a reference ensemble\n"
+        "**What it shows.** How reproducible the ensemble's answers are. The paper compared its "
+        "ensemble with an independently trained one (rank 32, M = 5); with one experiment, the "
+        "default reference (`analysis.reference: halves`) splits the members into two disjoint "
+        "ensembles — the first ⌊M/2⌋ members are compared with the rest, at the same epoch "
+        "(the title names the reference). Left: *agreement*, the fraction of questions on which "
+        "both pick the same answer (1 = always). Right: *total variation*, ½ Σ_c |p̄_c − p̄ʳᵉᶠ_c| "
+        "averaged over questions (0 = identical predictions, 1 = disjoint). The *single members* "
+        "curve is each compared member alone against the reference, averaged.\n\n"
+        "**Tiny world.** Every curve starts at agreement 1 and TV 0 (epoch 0 is one model). "
+        "`in_domain` should settle at high agreement — the data pin its answers down — while "
+        "`unseen` (arbitrary labels) and `noisy` keep low agreement and large TV: there the "
+        "answer depends on the seed, which is exactly epistemic uncertainty. With only 20 "
+        "questions in those sets the curves are jumpy; read levels, not wiggles. The ensemble "
+        "curve should lie above (agreement) and below (TV) the single-member curve.\n\n"
+        "**Paper profile.** Agreement falls from 1 to ≈ .92–.95 on CQA and ≈ .87–.92 on MMLU "
+        "STEM; TV rises to ≈ .05–.11; M = 5 stays closer to the reference than M = 1. With the "
+        "halves reference both sides are smaller (2 vs 3 members for M = 5), so expect somewhat "
+        "lower agreement than the paper's; point `analysis.reference` at a second ensemble's "
+        "logits folder to reproduce the paper's comparison.",
+        'Image(filename=str(figures["fig_b_agreement"][0])) if "fig_b_agreement" in figures else None',
         "## Fig C · Predictive entropy against mutual information\n"
-        "2-D histograms (log colour) of every question, right answers above wrong ones, at a few "
-        "epochs. Wrong answers should sit to the right (more entropy) and higher (more disagreement).",
-        "Image(filename=str(figures['fig_c_entropy_vs_mi'][0]))",
+        "**What it shows.** 2-D histograms of every question: x = predictive entropy H(p̄) "
+        "(total uncertainty), y = mutual information (epistemic part: how much the members "
+        "disagree), both in nats; colour = questions per bin on a log scale, shared by all "
+        "panels. For each eval set, right answers are on the upper row and wrong answers on the "
+        "lower, one column per epoch in `analysis.hist_epochs`. The vertical distance above 0 "
+        "is disagreement; the horizontal distance left of the maximum ln K is the part of the "
+        "uncertainty every member shares (aleatoric = H(p̄) − MI).\n\n"
+        "**Tiny world.** `unseen` questions climb the y axis (high MI) as fine-tuning proceeds; "
+        "`noisy` questions sit far right (high entropy) but lower than `unseen` — members "
+        "agree that the answer is a coin toss; right `in_domain` answers collect near the origin. "
+        "Wrong answers sit to the right of and above right ones.\n\n"
+        "**Paper profile.** The drafts (epochs 1, 3, 6) show entropy falling with epochs on every "
+        "set, out-of-domain MMLU included (growing over-confidence), while MI grows 5–15×; wrong "
+        "answers carry more entropy and MI than right ones; on MMLU STEM right and wrong overlap "
+        "most — the signal of a domain the model cannot learn.",
+        'Image(filename=str(figures["fig_c_entropy_vs_mi"][0]))',
         "## What was learned and what was forgotten\n"
-        "For every epoch against epoch 0: questions that stayed right, were *learned* (wrong → right), "
-        "were *forgotten* (right → wrong) or stayed wrong.",
-        "Image(filename=str(figures['learned_forgotten'][0]))",
-        "tables['transitions'].query('transition == \"forgotten\"').pivot(index='epoch', columns='eval_set', values='count')",
-        "## When to trust it\n"
-        "Reliability diagrams (confidence against accuracy), risk–coverage curves (error rate of the "
-        "most confident fraction of questions) and ROC curves for telling out-of-domain questions "
-        "from in-domain ones by entropy, mutual information or 1 − max probability.",
-        "Image(filename=str(figures['reliability'][0]))",
-        "Image(filename=str(figures['risk_coverage'][0]))",
-        "Image(filename=str(figures['ood_roc'][0])) if 'ood_roc' in figures else None",
-        "## Ensemble size and subjects",
-        "Image(filename=str(figures['ensemble_size'][0]))",
-        "Image(filename=str(figures['subjects'][0]))",
+        "**What it shows.** For every epoch, each labelled question's move since epoch 0 (the "
+        "base model), as stacked fractions of the eval set: stayed right, *learned* (wrong → "
+        "right), *forgotten* (right → wrong), stayed wrong. x = epoch, y = fraction of "
+        "questions (bars sum to 1). The table below counts the forgotten questions.\n\n"
+        "**Tiny world.** `in_domain` is mostly *learned*; `known` — right at epoch 0 by "
+        "construction — turns red (*forgotten*) as fine-tuning goes on; `unseen` churns between "
+        "learned and forgotten at chance level; `noisy` learns up to its ceiling.\n\n"
+        "**Paper profile.** On CQA the learned share appears after epoch 1 and, per the v2 "
+        "abstract, should *stay* learned in the over-fitting regime (epochs ≳ 3–5) even while "
+        "NLL and ECE rise; on MMLU the forgotten share should be a few points (accuracy drifts "
+        "≈ .69 → .67 on social sciences), roughly balanced by questions learned by chance.",
+        'Image(filename=str(figures["learned_forgotten"][0]))',
+        'tables["transitions"].query(\'transition == "forgotten"\').pivot(\n'
+        '    index="epoch", columns="eval_set", values="count"\n)',
+        "## When to trust it · Reliability diagrams\n"
+        "**What it shows.** The full ensemble at the last epoch. Questions are binned by "
+        "confidence max p̄ (10 equal-width bins, the bins of the ECE); bars are each bin's "
+        "accuracy, dots its (mean confidence, accuracy). x and y are probabilities in [0, 1]. On "
+        "the dashed diagonal the model is calibrated; below it over-confident, above it "
+        "under-confident. Bins without questions are left empty.\n\n"
+        "**Tiny world.** `in_domain` sits on or above the diagonal (right answers given with "
+        "moderate confidence); `known` falls below it once it forgets (confident and wrong); "
+        "`noisy` should have its mass at middling confidence with accuracy to match; `unseen` "
+        "below the diagonal wherever the ensemble is confident.\n\n"
+        "**Paper profile.** ECE ≈ .08 at epoch 0, lowest (≈ .03) after one epoch, then rising to "
+        "≈ .10–.18 at epoch 10, so at the final epoch expect dots below the diagonal in the "
+        "high-confidence bins — over-confidence from over-fitting, worse out of domain.",
+        'Image(filename=str(figures["reliability"][0]))',
+        "## When to trust it · Risk–coverage\n"
+        "**What it shows.** Selective prediction with the ensemble at the last epoch: answer only "
+        "the fraction *coverage* (x, 0–1) of questions with the highest max p̄ and abstain on "
+        "the rest; y is the error rate among the answered. A useful confidence makes the curve "
+        "fall towards the left; the mean height is the AURC in `metrics.json` (lower is "
+        "better); the right end is 1 − accuracy.\n\n"
+        "**Tiny world.** `in_domain` lies flat near 0; `noisy` drops at low coverage only if the "
+        "ensemble is surer on the questions whose labels were kept; `unseen` stays near 0.8 "
+        "(chance) at every coverage — there is nothing to be confident about.\n\n"
+        "**Paper profile.** CQA should fall from ≈ .18 at full coverage to a few percent at low "
+        "coverage; MMLU STEM starts near .5 and falls less, the hard domain again.",
+        'Image(filename=str(figures["risk_coverage"][0]))',
+        "## When to trust it · Out-of-domain detection (ROC)\n"
+        "**What it shows.** One panel per other eval set: can a score tell its questions "
+        "(positives) from the in-domain ones (negatives)? Curves for predictive entropy, mutual "
+        "information and 1 − max p̄, at the last epoch; x = false positive rate (in-domain "
+        "questions flagged), y = true positive rate (out-of-domain flagged); the legend gives "
+        "each AUROC (0.5 = chance, 1 = perfect). The final AUROCs are also in `metrics.json` "
+        "(`ood_auroc.final`).\n\n"
+        "**Tiny world.** `unseen` is the epistemic case: mutual information should separate it "
+        "well (AUROC near 1; entropy too, since the members' mean is flat there). `noisy` is "
+        "aleatoric: entropy and max p̄ separate it better than MI. `known` is the hard case: "
+        "the base model knows it, so its questions look familiar and AUROC stays nearer 0.5.\n\n"
+        "**Paper profile.** CQA (5 options) against MMLU (4 options): the authors' helper code "
+        "computed these AUROCs but no published number is known. Entropy is capped at ln K, so "
+        "a different K alone shifts it; MI is less affected by that and is the score to trust.",
+        'Image(filename=str(figures["ood_roc"][0])) if "ood_roc" in figures else None',
+        "## Ensemble size\n"
+        "**What it shows.** At the last epoch, each metric of the ensemble of the first M "
+        "members against M (x, integer). Units as in Fig A; MI in nats. NLL and ECE should fall "
+        "with M and flatten; MI *rises* with M, because one member has no disagreement to "
+        "measure and a few members underestimate it.\n\n"
+        "**Tiny world.** The biggest change is from M = 1 to 2–3; `unseen` MI grows most.\n\n"
+        "**Paper profile.** The claim (unverified) is that M = 5 is nearly as good as larger "
+        "ensembles: expect curves nearly flat by M = 4–5.",
+        'Image(filename=str(figures["ensemble_size"][0]))',
+        "## Per subject\n"
+        "**What it shows.** At the last epoch, the full ensemble's accuracy (fraction, x from 0 "
+        "to 1) and mean mutual information (nats) per subject, one row of panels per eval set. "
+        "In the tiny world subjects are the word groups (`made_up` for unseen words); in the "
+        "paper profile they are the MMLU subjects (19 STEM, 11–12 social sciences).\n\n"
+        "**Tiny world.** Fine-tuning teaches the groups in *reversed* letter order, so on "
+        "`known` (canonical order) forgetting is a letter flip: `fruit` and `vehicle` (b ↔ d) "
+        "and `animal` (a ↔ e) lose accuracy, `tool` — the middle letter c in both orders — "
+        "keeps it, and `instrument`, fine-tuned only through the noisy set, keeps most of it.\n\n"
+        "**Paper profile.** Expect the mathematical STEM subjects (abstract algebra, college "
+        "mathematics, …) near chance (.25) with the highest MI, and the social sciences well "
+        "above it.",
+        'Image(filename=str(figures["subjects"][0]))',
+        "## How much probability do the answer letters hold?\n"
+        "**Why it matters.** The renormalised read-out divides the letters' probabilities by "
+        "their sum, so a model that put 60 % of its mass on some other token still looks like a "
+        "confident chooser among the letters. When the K letters hold little of the "
+        "full-vocabulary mass, the letter probabilities describe a choice the model was not "
+        "making — the `with_other` read-out (`analysis.readout`) keeps the rest as one extra "
+        "class and is then the honest one. The mass is Σ_k exp(logit_k − logsumexp_vocab), "
+        "averaged over members (the ensemble mean's mass), per question; the figure shows its "
+        "mean, median and 5th percentile over questions per eval set and epoch (epoch 0 = the "
+        "prior). It is a probability in [0, 1] and does not depend on the read-out.\n\n"
+        "**Tiny world.** The base was pre-trained on this very prompt, so the letters hold "
+        "nearly all the mass (≈ 1) before and after fine-tuning; a dip in the 5th percentile "
+        "marks questions on which fine-tuning moved mass to other tokens.\n\n"
+        "**Paper profile.** Base Mistral-7B was never taught the `A: (` format; a low prior mass "
+        "on MMLU would mean epoch-0 numbers are read-out artefacts. Training with the "
+        "full-vocabulary loss pushes the in-domain mass towards 1 after one epoch; watch "
+        "whether the out-of-domain sets follow.",
+        'Image(filename=str(figures["letter_mass"][0]))',
+        'tables["letter_mass"].query(\'statistic == "mean"\').pivot(\n'
+        '    index="epoch", columns="eval_set", values="value"\n)',
     ],
 }
 

@@ -337,7 +337,9 @@ def test_headline_matches_metrics_table(logits: pd.DataFrame, metrics: pd.DataFr
             expected = values(
                 metrics, eval_set=name, epoch=epoch, estimator="ensemble", ensemble_size=3
             )
-            assert numbers == pytest.approx(expected, rel=1e-12)
+            # Every row leaves OTHER_MASS outside the letters (float32 logsumexp: 1e-6).
+            expected |= {"letter_mass": 1 - OTHER_MASS, "letter_mass_p05": 1 - OTHER_MASS}
+            assert numbers == pytest.approx(expected, rel=1e-6)
     assert sorted(headline["ood_auroc"]["final"]) == ["far", "near"]
     assert headline["ood_auroc"]["final"]["far"] == {
         "mutual_information": 1.0,
@@ -501,11 +503,19 @@ def test_agreement_with_itself(logits: pd.DataFrame) -> None:
         "eval_set",
         "epoch",
         "reference_epoch",
+        "reference",
         "estimator",
+        "ensemble_size",
         "metric",
         "value",
     ]
     assert (table["reference_epoch"] == table["epoch"]).all()
+    assert (table["reference"] == "members 0–2 (M=3)").all()
+    sizes = table.groupby("estimator")["ensemble_size"].unique()
+    assert {name: size.tolist() for name, size in sizes.items()} == {
+        "ensemble": [3],
+        "member_mean": [1],
+    }
     ensemble = table[table.estimator == "ensemble"].set_index(["eval_set", "epoch", "metric"])
     assert (ensemble.xs("agreement", level="metric")["value"] == 1.0).all()
     np.testing.assert_allclose(ensemble.xs("total_variation", level="metric")["value"], 0.0)
@@ -542,3 +552,105 @@ def test_agreement_needs_a_shared_eval_set(logits: pd.DataFrame) -> None:
     fewer = only_far[only_far.id != "far-0"]
     with pytest.raises(StoreError, match="other questions"):
         analysis.agreement_table(only_far, fewer)
+
+
+def test_half_agreement_by_hand(logits: pd.DataFrame) -> None:
+    """Member 0 against the ensemble of members 1 and 2, worked out on paper.
+
+    in_domain after epoch 0: all members peak on the same letter, member 0 with 0.67, the
+    reference's mean with (0.72 + 0.77) / 2 = 0.745; the other 4 letters share the rest, so
+    TV = ½ (0.075 + 4 × 0.075 / 4) = 0.075 and agreement 1. far after epoch 0: member 0 peaks
+    on letter q (0.45, others 0.55/3); the reference mean is (0.2+0.65/3)/2 on q, 0.30833 on
+    q+1, 0.275 on q+2, 0.20833 on q+3: argmax q+1 ≠ q, so agreement 0 and TV 0.241667.
+    """
+    table = analysis.half_agreement_table(logits)
+    assert (table["reference"] == "members 1, 2 (M=2)").all()
+    assert (table["ensemble_size"] == 1).all()  # ⌊3/2⌋ = 1 member against the other 2
+    expected = {"in_domain": (1.0, 0.075), "far": (0.0, 0.24166667)}
+    for eval_set, (agree, tv) in expected.items():
+        for epoch in EPOCHS:
+            got = values(table, eval_set=eval_set, epoch=epoch, estimator="ensemble")
+            if epoch == 0:  # every member is the base model
+                assert got == pytest.approx({"agreement": 1.0, "total_variation": 0.0}, abs=1e-7)
+            else:
+                assert got == pytest.approx({"agreement": agree, "total_variation": tv}, rel=1e-5)
+            # One compared member: its mean is itself.
+            single = values(table, eval_set=eval_set, epoch=epoch, estimator="member_mean")
+            assert single == pytest.approx(got, rel=1e-12)
+
+
+def test_split_members_halves_and_refuses_one_member(logits: pd.DataFrame) -> None:
+    four = pd.concat([logits, logits[logits.member == 2].assign(member=3)], ignore_index=True)
+    first, second = analysis.split_members(four)
+    assert sorted(first["member"].unique()) == [0, 1]
+    assert sorted(second["member"].unique()) == [2, 3]
+    table = analysis.half_agreement_table(four)
+    assert (table["reference"] == "members 2, 3 (M=2)").all()
+    assert sorted(table["ensemble_size"].unique()) == [1, 2]
+    with pytest.raises(StoreError, match="at least 2 members"):
+        analysis.split_members(logits[logits.member == 0])
+
+
+# --------------------------------------------------------------------------- letter mass
+
+
+def mass_logits() -> pd.DataFrame:
+    """2 members, epochs 0–1, 2 two-choice questions; letter probabilities given by hand.
+
+    Logits are log p + c with ``logsumexp_vocab`` = c (c differs per row), so the letter mass
+    is the sum of the given p. Epoch 0 (the prior, both members alike): masses 0.9 and 0.5.
+    Epoch 1: q0 members 0.6 and 0.9 (ensemble 0.75); q1 members 0.1 and 0.3 (ensemble 0.2).
+    """
+    given = {
+        (0, 0): [(0.6, 0.3), (0.25, 0.25)],
+        (1, 0): [(0.6, 0.3), (0.25, 0.25)],
+        (0, 1): [(0.5, 0.1), (0.05, 0.05)],
+        (1, 1): [(0.7, 0.2), (0.2, 0.1)],
+    }
+    rows = []
+    for (member, epoch), questions in given.items():
+        for q, (p_a, p_b) in enumerate(questions):
+            shift = 3.0 * q - member + 0.5 * epoch
+            rows.append(
+                {
+                    "member": member,
+                    "epoch": epoch,
+                    "eval_set": "set",
+                    "id": f"q{q}",
+                    "subject": "s",
+                    "group": "g",
+                    "answer": 0,
+                    "n_choices": 2,
+                    "logit_a": np.log(p_a) + shift,
+                    "logit_b": np.log(p_b) + shift,
+                    "logsumexp_vocab": shift,
+                }
+            )
+    return normalize_logits_frame(pd.DataFrame(rows))
+
+
+def test_letter_mass_by_hand() -> None:
+    table = analysis.letter_mass_table(mass_logits())
+    assert list(table.columns) == ["eval_set", "epoch", "statistic", "value"]
+    got = table.set_index(["epoch", "statistic"])["value"].to_dict()
+    p05 = 0.2 + 0.05 * (0.75 - 0.2)  # numpy's linear interpolation between the two questions
+    expected = {
+        (0, "mean"): 0.7,
+        (0, "median"): 0.7,
+        (0, "p05"): 0.5 + 0.05 * 0.4,
+        (1, "mean"): 0.475,
+        (1, "median"): 0.475,
+        (1, "p05"): p05,
+    }
+    assert got == pytest.approx(expected, rel=1e-6)
+    for readout in ("renormalized", "with_other"):  # the mass does not depend on the read-out
+        headline = analysis.headline_metrics(mass_logits(), readout=readout)
+        assert headline["prior"]["set"]["letter_mass"] == pytest.approx(0.7, rel=1e-6)
+        assert headline["final"]["set"]["letter_mass"] == pytest.approx(0.475, rel=1e-6)
+        assert headline["final"]["set"]["letter_mass_p05"] == pytest.approx(p05, rel=1e-6)
+
+
+def test_letter_mass_of_the_known_table(logits: pd.DataFrame) -> None:
+    table = analysis.letter_mass_table(logits)
+    assert len(table) == len(KNOWN) * len(EPOCHS) * len(analysis.LETTER_MASS_STATISTICS)
+    np.testing.assert_allclose(table["value"], 1 - OTHER_MASS, rtol=1e-6)

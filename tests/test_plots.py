@@ -42,6 +42,11 @@ FIGURES: dict[str, tuple[Callable[[pd.DataFrame], Figure], int]] = {
         lambda t: plots.fig_agreement(analysis.agreement_table(t, t[t.epoch <= 1])),
         len(EVAL_SETS) * 2,
     ),
+    "half_agreement": (
+        lambda t: plots.fig_agreement(analysis.half_agreement_table(t)),
+        len(EVAL_SETS) * 2,
+    ),
+    "letter_mass": (lambda t: plots.fig_letter_mass(analysis.letter_mass_table(t)), 1),
     "entropy_mi_hist": (
         lambda t: plots.fig_entropy_mi_hist(analysis.question_table(t), epochs=[0, 2]),
         len(EVAL_SETS) * 2 * 2,
@@ -70,7 +75,7 @@ def test_figure_is_complete_and_labelled(logits: pd.DataFrame, name: str) -> Non
     titles = " ".join(ax.get_title() for ax in panels) + fig.get_suptitle()
     shown = [s for s in EVAL_SETS if s in titles]
     legends = [ax.get_legend() for ax in panels if ax.get_legend() is not None]
-    if name in ("risk_coverage", "ensemble_size"):  # eval sets are the legend entries
+    if name in ("risk_coverage", "ensemble_size", "letter_mass"):  # eval sets in the legend
         shown = [t.get_text() for legend in legends for t in legend.get_texts()]
     assert set(EVAL_SETS) - {"in_domain"} <= set(shown)
     if name in ("entropy_mi_hist", "subjects"):  # colour bar / y axis instead of a legend
@@ -101,6 +106,35 @@ def test_metrics_figure_plots_the_table_values(metrics: pd.DataFrame) -> None:
     ]
     for line, values in zip(first.get_lines()[:2], expected, strict=True):
         np.testing.assert_allclose(line.get_ydata(), values.to_numpy())
+
+
+def test_agreement_figure_plots_the_table_values(logits: pd.DataFrame) -> None:
+    """Fig B names the reference and the compared ensemble, and draws the table's numbers."""
+    four = pd.concat([logits, logits[logits.member == 2].assign(member=3)], ignore_index=True)
+    table = analysis.half_agreement_table(four)
+    fig = plots.fig_agreement(table)
+    assert "members 2, 3 (M=2)" in fig.get_suptitle() and "same epoch" in fig.get_suptitle()
+    first = main_axes(fig)[1]  # row "far", column total variation
+    assert first.get_title() == "far: total variation to reference"
+    assert "(0–1)" in first.get_ylabel()
+    labels = [t.get_text() for t in main_axes(fig)[0].get_legend().get_texts()]
+    assert labels == ["ensemble (M=2)", "single members, mean (M=1)"]
+    rows = table[(table.eval_set == "far") & (table.metric == "total_variation")]
+    for line, estimator in zip(first.get_lines()[:2], ("ensemble", "member_mean"), strict=True):
+        expected = rows[rows.estimator == estimator]["value"].to_numpy()
+        np.testing.assert_allclose(line.get_ydata(), expected)
+    late = plots.fig_agreement(analysis.agreement_table(logits, logits[logits.epoch <= 1]))
+    assert "else its final epoch" in late.get_suptitle()
+
+
+def test_letter_mass_figure_shows_each_statistic(logits: pd.DataFrame) -> None:
+    fig = plots.fig_letter_mass(analysis.letter_mass_table(logits))
+    ax = main_axes(fig)[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert set(analysis.LETTER_MASS_STATISTICS) <= set(texts)
+    assert "probability" in ax.get_ylabel() and "epoch" in ax.get_xlabel()
+    plotted = np.concatenate([line.get_ydata() for line in ax.get_lines() if len(line.get_ydata())])
+    np.testing.assert_allclose(plotted, 0.8, rtol=1e-6)  # the known table leaves 0.2 outside
 
 
 def test_empty_table_is_refused() -> None:
