@@ -22,49 +22,86 @@ params = load_params(ROOT / params_file, overrides)
 layout = Layout(ROOT)
 print(f"profile={params.profile} members={params.members}")"""
 
+# One parameter per line, `name: type = default  # help`: `papermill --help-notebook` reads the
+# type from the annotation and the help from the comment (a line with a second "=" is skipped).
 PARAMETERS = """# Parameters (papermill injects overrides after this cell).
-params_file = "params.yaml"  # the experiment's parameters, relative to the repository root
-overrides = {}  # dotted keys over params.yaml, e.g. {"train.epochs": 2}
-root = ""  # repository root; "" = found from the working folder"""
+params_file: str = "params.yaml"  # the experiment's parameters, relative to the repository root
+overrides: dict = {}  # dotted keys over params.yaml, e.g. {"train.epochs": 2}
+root: str = ""  # the repository root; empty: found upwards from the working folder"""
 
 NOTEBOOKS = {
     "01_base.ipynb": [
         "# 01 · The base model\n\n"
-        "Every ensemble member starts from the same frozen base. In the `paper` profile that is "
-        "Mistral-7B-v0.1 and this notebook only records which one. In the offline `tiny` profile it "
-        "**builds** the base: a tokenizer trained on the synthetic world, a Mistral-architecture model "
-        "of a few hundred thousand parameters, and a short full pre-training on the *known* questions "
-        "— LoRA on a random base does not learn, so the prior must be real.",
+        "**What.** Every ensemble member starts from one frozen base model; this notebook provides "
+        "it. In the `paper` profile the base is Mistral-7B-v0.1 and the notebook only records which "
+        "model (and revision) the later stages load. In the offline `tiny` profile it *builds* the "
+        "base: a byte-level BPE tokenizer trained on the synthetic world, a Mistral-architecture "
+        "model of about half a million parameters, and a short full pre-training on the questions "
+        "of the *known* domain.\n\n"
+        "**Why.** The paper's effects need a base with prior knowledge: knowledge that fine-tuning "
+        "can keep or forget, and a notion of what it has never seen. LoRA on a randomly initialised "
+        "base does not learn at all, so the tiny base is pre-trained, not just initialised.\n\n"
+        "**Output.** `data/base/` (model + tokenizer, loadable with `AutoModelForCausalLM`), used "
+        "unchanged by every later stage.",
         ("parameters", PARAMETERS),
         SETUP,
         "from lorauq.pipeline import build_base\n\nbuild_base(params, layout)",
-        "## What the base knows\nThe pre-training summary (parameters, vocabulary, final loss):",
+        "## What the base knows\n"
+        "How to read it: `parameters` and `vocab_size` give the model's size; `final_loss` is the "
+        "mean next-token loss over the last 20 pre-training steps (nats per token; lower means "
+        "the pre-training corpus was learned). The real test comes in 04: the `known` eval set "
+        "must score well above chance at epoch 0, *before* any fine-tuning. The `paper` profile "
+        "prints the model reference instead.",
         "pretraining = layout.base / 'pretraining.json'\n"
         "print(pretraining.read_text() if pretraining.exists() else (layout.base / 'base.json').read_text())",
     ],
     "02_finetune.ipynb": [
         "# 02 · Fine-tune one ensemble member\n\n"
-        "Member *m* gets a fresh LoRA adapter whose initialisation and data order come from seed *m*; "
-        "nothing else differs between members. The loss is the paper's: cross-entropy over the full "
-        "vocabulary at the answer position, plus the LoRA prior λ·Σ‖B·A‖²_F. A checkpoint (peft's "
-        "safetensors adapter + optimizer state) is written after every epoch under "
-        "`data/adapters/member-{m}/epoch-{e}/`; a killed run resumes after its last complete epoch.",
-        ("parameters", PARAMETERS + "\nmember = 0  # which member (its seed) to train"),
+        "**What.** Member *m* gets a fresh LoRA adapter; its initialisation and the order of its "
+        "training batches come from seed *m*, and nothing else differs between members. The loss is "
+        "the paper's: cross-entropy over the full vocabulary at the answer position only, plus the "
+        "LoRA prior λ·Σ‖B·A‖²_F, which keeps the fine-tuned weights near the pre-trained ones.\n\n"
+        "**Why one member per run.** Members are independent, so each is its own DVC stage "
+        "(`finetune@m`): they can run on different GPUs or machines and meet through a DVC remote "
+        "(see `docs/scaling.md`).\n\n"
+        "**Output.** After every epoch a checkpoint (peft's safetensors adapter + optimizer state) "
+        "lands in `data/adapters/member-{m}/epoch-{e}/`, written under a temporary name and renamed, "
+        "so a killed run resumes after its last complete epoch and ends where an uninterrupted run "
+        "would. Each folder loads with `PeftModel.from_pretrained` and no lorauq.",
+        ("parameters", PARAMETERS + "\nmember: int = 0  # the member to train; its id is its seed"),
         SETUP,
         "from lorauq.pipeline import finetune\n\nlogs = finetune(params, member, layout)",
-        "## Training curve\nMean loss per epoch (cross-entropy at the answer position) and the prior term:",
+        "## Training curve\n"
+        "One row per epoch. `loss` is the mean cross-entropy at the answer position (nats; a "
+        "uniform guess among four letters scores ln 4 ≈ 1.39), `prior` the mean LoRA prior term "
+        "before λ, `tokens` the tokens seen, `elapsed_s` the epoch's wall time. The loss should "
+        "fall below the uniform guess within an epoch or two but not reach 0: in the `tiny` "
+        "profile part of the training labels are resampled at random (the `noisy` group).",
         "import pandas as pd\n\npd.DataFrame(logs).set_index('epoch')",
     ],
     "03_inference.ipynb": [
         "# 03 · Letter logits of every epoch\n\n"
-        "For each evaluation question we keep only what the uncertainty measures need: the logits of "
-        "the K answer letters at the answer position and the log-sum-exp over the whole vocabulary "
-        "(so both read-outs — letters renormalised, or letters + an *other* class — stay possible). "
-        "`member = -1` evaluates the prior (epoch 0, the base model, identical for all members) once.",
-        ("parameters", PARAMETERS + "\nmember = -1  # a member id, or -1 for the prior (epoch 0)"),
+        "**What.** For every evaluation question, every saved epoch of one member is asked the "
+        "question once, and we keep only what the uncertainty measures need: the logits of the K "
+        "answer letters at the answer position and the log-sum-exp over the whole vocabulary. Both "
+        "of the paper's read-outs stay possible from these: the letters renormalised, or the letters "
+        "plus one *other* class for the rest of the vocabulary.\n\n"
+        "**Why store logits, not metrics.** Every number and figure downstream (accuracy, NLL, "
+        "ECE, entropies, mutual information, any ensemble size) is a function of this table, so "
+        "the expensive forward passes run once. `member = -1` evaluates the prior, epoch 0: the "
+        "base model, identical for all members, evaluated once and shared.\n\n"
+        "**Output.** `data/logits/member-{m}.parquet` (or `prior.parquet`), one row per "
+        "(member, epoch, eval set, question), float32.",
+        (
+            "parameters",
+            PARAMETERS + "\nmember: int = -1  # the member to evaluate; -1: the prior (epoch 0)",
+        ),
         SETUP,
         "from lorauq.pipeline import infer\n\npath = infer(params, None if member < 0 else member, layout)\npath",
-        "## A look at the table\nOne row per (member, epoch, eval set, question):",
+        "## A look at the table\n"
+        "Questions per epoch and eval set. Every epoch must hold the same counts: a gap means an "
+        "epoch's checkpoint was missing or incomplete. The prior has epoch 0 only; a member has "
+        "epochs 1 … `train.epochs`.",
         "from lorauq.store import read_logits\n\ntable = read_logits(path)\n"
         "table.groupby(['epoch', 'eval_set']).size().unstack()",
     ],
