@@ -112,14 +112,23 @@ def _quantization_config(params: BaseParams):
     )
 
 
-def _check_reference(reference: str) -> None:
-    """Fail early and clearly on a local path that does not exist (not a hub id)."""
+def _check_reference(reference: str, params: BaseParams) -> None:
+    """Fail early and clearly on a local path that does not exist (not a hub id).
+
+    A GGUF folder has no ``config.json`` (the file carries config and tokenizer itself), so
+    with ``base.gguf_file`` set it is the named file that must be there.
+    """
     # A hub id is "name" or "org/name"; a rooted reference or one with more parts is a path.
     looks_local = reference.startswith((".", "/", "~")) or reference.rstrip("/").count("/") > 1
     path = Path(reference).expanduser()
     if looks_local and not path.exists():
         raise ModelError(f"{reference}: base model folder not found")
-    if path.is_dir() and not (path / "config.json").is_file():
+    if not path.is_dir():
+        return
+    if params.gguf_file:
+        if not (path / params.gguf_file).is_file():
+            raise ModelError(f"{reference}: GGUF file {params.gguf_file} not found in the folder")
+    elif not (path / "config.json").is_file():
         raise ModelError(f"{reference}: not a model folder (no config.json)")
 
 
@@ -139,7 +148,7 @@ def load_tokenizer(reference: str, params: BaseParams):
     """The tokenizer of the base, left-padded (the answer position is then always the last)."""
     from transformers import AutoTokenizer
 
-    _check_reference(reference)
+    _check_reference(reference, params)
     kwargs: dict[str, Any] = {"trust_remote_code": _trust_remote_code(reference, params)}
     if params.gguf_file:
         kwargs["gguf_file"] = params.gguf_file
@@ -159,7 +168,7 @@ def load_base_model(reference: str, params: BaseParams):
     """The frozen base LM on the available device, in the configured dtype/quantisation."""
     from transformers import AutoModelForCausalLM
 
-    _check_reference(reference)
+    _check_reference(reference, params)
     kwargs: dict[str, Any] = {
         "dtype": _DTYPES[params.dtype],
         "trust_remote_code": _trust_remote_code(reference, params),

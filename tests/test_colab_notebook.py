@@ -1,0 +1,155 @@
+"""The Colab notebook names only files and parameters that exist.
+
+``notebooks/colab_paper.ipynb`` is never run by the tests (it needs a GPU, the hub and Colab),
+so the way it breaks is silently: a script renamed, a param key moved, the README badge left
+pointing at an old path. Each of those fails here instead: every repository file its shell
+lines name must exist, every ``-S key=value`` it hands DVC must resolve through
+``lorauq.config`` (a renamed key raises ``ConfigError``), and it must be committed exactly as
+``scripts/make_colab_notebook.py`` writes it, without outputs.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+import shlex
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from lorauq.config import load_params
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "colab_paper.ipynb"
+# Paths the notebook creates or reads from Drive, not files of the repository.
+GENERATED = ("data/", "reports/", ".dvc/", "/")
+REPO_FILE = re.compile(r"^[\w.-]+(/[\w.-]+)*\.(py|txt|yaml|yml|ipynb|toml|lock)$")
+
+
+@pytest.fixture(scope="module")
+def notebook():
+    return nbformat.read(NOTEBOOK, as_version=4)
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location(
+        "make_colab_notebook", REPO / "scripts" / "make_colab_notebook.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _shell_lines(notebook) -> list[str]:
+    """The ``!`` lines of the code cells (IPython shell escapes), without the ``!``."""
+    lines = []
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            for line in cell.source.splitlines():
+                if line.strip().startswith("!"):
+                    lines.append(line.strip()[1:])
+    return lines
+
+
+def _string_constants(notebook) -> str:
+    """All code, where the dvc arguments live (in ``*_ARGS`` strings)."""
+    return "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+
+
+def test_valid_and_without_outputs(notebook):
+    nbformat.validate(notebook)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [], cell.id
+            assert cell.execution_count is None, cell.id
+    assert notebook.metadata["accelerator"] == "GPU"
+
+
+def test_committed_as_the_generator_writes_it(notebook):
+    """Edits go to scripts/make_colab_notebook.py; a hand-edited .ipynb fails here."""
+    written = nbformat.writes(_generator().build())
+    assert written.rstrip("\n") == NOTEBOOK.read_text(encoding="utf-8").rstrip("\n")
+
+
+def test_readme_badge_opens_this_notebook_of_the_cloned_repo(notebook):
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    badges = re.findall(
+        r"\(https://colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/blob/([\w.-]+)/"
+        r"([\w./-]+\.ipynb)\)",
+        readme,
+    )
+    assert len(badges) == 1, badges
+    [(repo, _branch, path)] = badges
+    assert path == NOTEBOOK.relative_to(REPO).as_posix()
+    assert (REPO / path).is_file()
+    # the notebook clones the repository the badge opens it from
+    assert f"https://github.com/{repo}" == _generator().REPO_URL
+    assert f'REPO_URL = "https://github.com/{repo}"' in _string_constants(notebook)
+
+
+def test_shell_lines_name_existing_repo_files(notebook):
+    named = set()
+    for line in _shell_lines(notebook):
+        for token in shlex.split(line, comments=True):
+            if REPO_FILE.match(token) and not token.startswith(GENERATED):
+                named.add(token)
+    # the ones the notebook is about must be among them
+    assert {"scripts/gpu_check.py", "requirements.txt", "notebooks/02_finetune.ipynb"} <= named
+    missing = sorted(name for name in named if not (REPO / name).is_file())
+    assert missing == []
+
+
+def test_never_installs_the_cpu_torch(notebook):
+    """Colab's CUDA torch must survive the install cell."""
+    assert all("requirements-cpu" not in line for line in _shell_lines(notebook))
+    pinned = [
+        line
+        for line in (REPO / "requirements.txt").read_text(encoding="utf-8").splitlines()
+        if re.match(r"^\s*torch\b", line)
+    ]
+    assert pinned == []
+
+
+def _dvc_settings(notebook) -> list[dict]:
+    """Every ``-S key=value`` group the notebook passes, one dict per ``*_ARGS`` string."""
+    groups = []
+    for match in re.finditer(r"^(\w+_ARGS) = (.+)$", _string_constants(notebook), re.M):
+        expression = match.group(2)
+        # BF16_ARGS + "..." : resolve the names defined before it
+        text = "".join(
+            next(g["text"] for g in groups if g["name"] == part.strip())
+            if re.fullmatch(r"\s*\w+_ARGS\s*", part)
+            else ast.literal_eval(part.strip())
+            for part in expression.split("+")
+        )
+        tokens = shlex.split(text)
+        settings = {}
+        for flag, value in zip(tokens[::2], tokens[1::2], strict=True):
+            assert flag == "-S", text
+            key, _, raw = value.partition("=")
+            settings[key] = yaml.safe_load(raw)
+        groups.append({"name": match.group(1), "text": text, "settings": settings})
+    return groups
+
+
+def test_dvc_settings_are_params_that_resolve(notebook):
+    groups = {g["name"]: g["settings"] for g in _dvc_settings(notebook)}
+    assert set(groups) == {"BF16_ARGS", "T4_ARGS"}
+    assert "dvc exp run {ARGS}" in _shell_lines(notebook)
+    bf16 = load_params(REPO / "params.yaml", groups["BF16_ARGS"])
+    assert (bf16.profile, bf16.members) == ("paper", [0])
+    assert (bf16.base.dtype, bf16.base.quantization) == ("bfloat16", "none")
+    t4 = load_params(REPO / "params.yaml", groups["T4_ARGS"])
+    assert (t4.profile, t4.members) == ("paper", [0])
+    assert (t4.base.dtype, t4.base.quantization) == ("float16", "4bit")
+
+
+def test_finetune_resume_command_is_the_dvc_stage_command(notebook):
+    """The resume cell runs finetune@0 outside DVC; it must be the stage's own command."""
+    stage = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]["finetune"]
+    command = stage["do"]["cmd"].replace("${item}", "0")
+    assert command in _shell_lines(notebook)
+    assert "dvc commit -f finetune@0" in _shell_lines(notebook)
