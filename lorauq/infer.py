@@ -8,6 +8,9 @@ all members, so it is computed once and stored with member −1.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,7 +23,7 @@ from lorauq.batching import budget_batches, collate_left, last_position_logits, 
 from lorauq.config import InferParams
 from lorauq.errors import DataError, StoreError
 from lorauq.prompt import encode_prompts, letter_token_ids
-from lorauq.store import LOGIT_COLUMNS, MAX_CHOICES, PRIOR_MEMBER, write_logits
+from lorauq.store import LOGIT_COLUMNS, MAX_CHOICES, PRIOR_MEMBER, read_logits, write_logits
 from lorauq.train import completed_epochs
 
 
@@ -155,6 +158,54 @@ def adapter_epochs(member_dir: Path) -> list[int]:
     return epochs
 
 
+def parts_dir(out_path: Path) -> Path:
+    """Where a member's finished epochs wait until the whole table is written.
+
+    Hidden beside the output (``.member-3.parts/``): DVC deletes a stage's declared outputs
+    before rerunning it, not this folder, so a killed inference keeps its finished epochs,
+    and nothing in it looks like a complete result.
+    """
+    return out_path.parent / f".{out_path.stem}.parts"
+
+
+def _fingerprint(
+    folder: Path,
+    base_model,
+    eval_sets: Mapping[str, pd.DataFrame],
+    template: str,
+    infer: InferParams | None,
+) -> str:
+    """What an epoch's logits depend on: the adapter, the base, the questions and settings.
+
+    A part written under another fingerprint (a retrained adapter, another dtype or eval
+    set) is never reused.
+    """
+    digest = hashlib.sha256()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        digest.update((folder / name).read_bytes())
+    digest.update(base_model.config.to_json_string().encode())
+    digest.update(str(next(base_model.parameters()).dtype).encode())
+    settings = dataclasses.replace(infer or InferParams(), threads=0)
+    digest.update(repr((template, settings)).encode())
+    for name, frame in eval_sets.items():
+        digest.update(name.encode())
+        questions = frame[["id", "question", "answer"]].assign(choices=frame["choices"].map(repr))
+        digest.update(pd.util.hash_pandas_object(questions, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _finished_part(path: Path, member: int, epoch: int) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    try:
+        table = read_logits(path)
+    except StoreError:
+        return None  # unreadable: evaluate the epoch again
+    if set(table["member"]) != {member} or set(table["epoch"]) != {epoch}:
+        return None
+    return table
+
+
 def evaluate_member(
     base_model,
     tokenizer,
@@ -167,16 +218,32 @@ def evaluate_member(
     infer: InferParams | None = None,
     progress: bool = True,
 ) -> Path:
-    """Every saved epoch of one member on every eval set, from one loaded base model."""
+    """Every saved epoch of one member on every eval set, from one loaded base model.
+
+    Each finished epoch is written at once to :func:`parts_dir`; a rerun after a kill reuses
+    the epochs whose adapter and settings are unchanged and evaluates only the rest. The
+    member's table is written (atomically) when all epochs are done, then the parts go.
+    """
     from peft import PeftModel
 
-    member_dir = Path(member_dir)
+    member_dir, out_path = Path(member_dir), Path(out_path)
     epochs = adapter_epochs(member_dir)
+    parts = parts_dir(out_path)
     model = None
     previous: str | None = None
     tables: list[pd.DataFrame] = []
     for epoch in epochs:
         folder = member_dir / f"epoch-{epoch}"
+        part = (
+            parts
+            / f"epoch-{epoch}-{_fingerprint(folder, base_model, eval_sets, template, infer)}.parquet"
+        )
+        done = _finished_part(part, member, epoch)
+        if done is not None:
+            if progress:
+                tqdm.write(f"member {member} epoch {epoch}: reusing {part}")
+            tables.append(done)
+            continue
         name = f"epoch-{epoch}"
         try:
             if model is None:
@@ -192,7 +259,7 @@ def evaluate_member(
             model.delete_adapter(previous)  # keep one adapter in memory: 7B adapters add up
         previous = name
         model.eval()
-        tables += _evaluate_all(
+        epoch_tables = _evaluate_all(
             model,
             tokenizer,
             eval_sets,
@@ -202,4 +269,9 @@ def evaluate_member(
             infer=infer,
             progress=progress,
         )
-    return write_logits(pd.concat(tables, ignore_index=True), out_path)
+        parts.mkdir(parents=True, exist_ok=True)
+        write_logits(pd.concat(epoch_tables, ignore_index=True), part)
+        tables.append(read_logits(part))
+    written = write_logits(pd.concat(tables, ignore_index=True), out_path)
+    shutil.rmtree(parts, ignore_errors=True)
+    return written

@@ -341,6 +341,13 @@ def _(ctx: Ctx):
     load_tokenizer(str(ctx.tmp / "empty-folder"), tw.BASE)
 
 
+@case("gguf-file-missing", ModelError, "gguf-folder: GGUF file model.Q8_0.gguf not found")
+def _(ctx: Ctx):
+    (ctx.tmp / "gguf-folder").mkdir()
+    params = dataclasses.replace(tw.BASE, gguf_file="model.Q8_0.gguf")
+    load_base_model(str(ctx.tmp / "gguf-folder"), params)
+
+
 @case("letter-is-unknown-token", ModelError, "tokenizer 'toy': answer letter 'c' … unknown token")
 def _(ctx: Ctx):
     letter_token_ids(char_tokenizer([], drop="c"), 4)

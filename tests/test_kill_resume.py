@@ -11,12 +11,7 @@ temporary folder, training state not yet).
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -27,8 +22,6 @@ from lorauq.train import STATE_FILE, completed_epochs
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.slow  # two child processes and three short trainings (~20 s)
-
-ROOT = Path(__file__).resolve().parents[1]
 
 _CHILD = textwrap.dedent(
     """
@@ -82,39 +75,7 @@ _CHILD = textwrap.dedent(
 def run_and_kill(base_dir: Path, member_dir: Path, point: str, tmp: Path) -> None:
     """Start a training child, wait for it to reach ``point``, SIGKILL it."""
     marker = tmp / f"{point}.marker"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(
-        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
-        OMP_NUM_THREADS="1",
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_VERBOSITY="error",
-        TOKENIZERS_PARALLELISM="false",
-    )
-    child = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(base_dir), str(member_dir), str(marker), point],
-        cwd=tmp,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            if child.poll() is not None:
-                pytest.fail(
-                    f"child exited ({child.returncode}) before {point}: {child.stderr.read()[-3000:]}"
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(f"child did not reach {point} in 120 s")
-            time.sleep(0.05)
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(timeout=30) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-        child.stderr.close()
+    tw.sigkill_at_marker(_CHILD, [str(base_dir), str(member_dir), str(marker), point], marker, tmp)
 
 
 def test_sigkill_mid_epoch_and_mid_save_then_resume_is_bitwise_identical(tmp_path):

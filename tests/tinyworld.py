@@ -7,9 +7,15 @@ module too, so parent and child train exactly the same member) and the determini
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from lorauq.config import BaseParams, DataParams, InferParams, LoraParams, TrainParams
@@ -80,3 +86,48 @@ def adapter_tensors(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(folder / "adapter_model.safetensors")
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sigkill_at_marker(script: str, args: list[str], marker: Path, cwd: Path) -> None:
+    """Run ``python -c script *args``, wait until it writes ``marker``, then SIGKILL it.
+
+    The child decides where it stops (it writes the marker and sleeps), so the kill lands at
+    a known point instead of after a racy timer; SIGKILL runs no ``finally`` or atexit.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_VERBOSITY="error",
+        TOKENIZERS_PARALLELISM="false",
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            if child.poll() is not None:
+                pytest.fail(
+                    f"child exited ({child.returncode}) before {marker.name}: "
+                    f"{child.stderr.read()[-3000:]}"
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(f"child did not reach {marker.name} in 120 s")
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        child.stderr.close()
