@@ -195,6 +195,8 @@ def train_member(
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
     optimizer = make_optimizer(model, train)
+    # A compiled view shares the peft model's parameters; checkpoints use the peft model.
+    forward_model = torch.compile(model) if train.compile else model
     done = [e for e in completed_epochs(member_dir) if e <= train.epochs]
     logs: list[dict] = []
     if done:
@@ -216,7 +218,9 @@ def train_member(
             inputs = collate_left(
                 [data.sequences[i] for i in batch], tokenizer.pad_token_id, device, multiple
             )
-            loss, prior = train_step(model, optimizer, inputs, targets_all[batch].to(device), train)
+            loss, prior = train_step(
+                forward_model, optimizer, inputs, targets_all[batch].to(device), train
+            )
             losses.append(loss.item())
             priors.append(prior.item())
             tokens += int(inputs[1].sum())
