@@ -2,7 +2,9 @@
 
 The pipeline's stages run in-process (the notebooks only call these functions), for two
 seeds of the synthetic world other than the default one, so the effects are properties of
-the design, not of one lucky draw.
+the design, not of one lucky draw. The ensemble is the default one (M = 5): with M = 3 the
+final-epoch mutual information is too noisy an estimate to order two eval sets reliably
+(world seed 1 flipped on a rounding-level change of the LoRA prior's arithmetic).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def test_tiny_world_uncertainty_lands_where_built(tmp_path: Path, world_seed: in
         shutil.copy(ROOT / name, tmp_path / name)
     params = load_params(
         tmp_path / "params.yaml",
-        {"members": [0, 1, 2], "tiny.data.world.seed": world_seed, "tiny.base.seed": world_seed},
+        {"tiny.data.world.seed": world_seed, "tiny.base.seed": world_seed},
     )
     layout = Layout(tmp_path)
     prepare(params, layout)
@@ -52,6 +54,8 @@ def test_tiny_world_uncertainty_lands_where_built(tmp_path: Path, world_seed: in
     assert prior["known"]["accuracy"] >= 0.8
     assert final["unseen"]["mutual_information"] > final["in_domain"]["mutual_information"]
     assert final["noisy"]["expected_entropy"] > final["in_domain"]["expected_entropy"]
+    # Per question, too: MI tells unseen from in-domain questions (issue #3's bar, 0.8).
+    assert metrics["ood_auroc"]["final"]["unseen"]["mutual_information"] > 0.8
     # The prior is one model: no disagreement before fine-tuning.
     assert all(v["mutual_information"] == pytest.approx(0.0, abs=1e-6) for v in prior.values())
     assert (tmp_path / "reports" / "metrics.json").is_file()
