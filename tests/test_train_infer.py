@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tinyworld import BASE, DATA, INFER, LORA, TRAIN, WORLD
 
-from lorauq.config import BaseParams, DataParams, InferParams, LoraParams, TrainParams
+from lorauq.config import InferParams, TrainParams
 from lorauq.errors import DataError, StoreError
 from lorauq.infer import evaluate_member, evaluate_prior, letter_logits
 from lorauq.model import load_base_model, load_tokenizer, lora_pairs, lora_prior
@@ -29,29 +30,6 @@ from lorauq.train import LOG_FILE, STATE_FILE, completed_epochs, train_member
 torch.set_num_threads(1)
 pytestmark = pytest.mark.slow  # trains models (about 15 s on one core)
 
-WORLD = {
-    "held_out_fraction": 0.1,
-    "in_domain_repeats": 1,
-    "noisy_repeats": 1,
-    "noisy_eval_repeats": 1,
-    "unseen_words": 4,
-    "pretrain_repeats": 1,
-}
-BASE = BaseParams(
-    vocab_size=300,
-    hidden_size=32,
-    intermediate_size=64,
-    num_hidden_layers=1,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=256,
-    pretrain_steps=10,
-    pretrain_batch_size=8,
-)
-DATA = DataParams(world=WORLD)
-LORA = LoraParams(r=4, alpha=8.0, target_modules=["q_proj", "v_proj"])
-TRAIN = TrainParams(epochs=2, lr=1e-2, batch_size=16, max_length=256, prior_lambda=1.0)
-INFER = InferParams(max_length=256, batch_tokens=512)
 EPOCH_FILES = {"adapter_config.json", "adapter_model.safetensors", STATE_FILE}
 
 
