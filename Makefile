@@ -41,8 +41,8 @@ test: setup-dev
 	$(BIN)/python -m pytest -q
 
 lint: setup-dev
-	$(BIN)/ruff check lorauq tests benchmarks scripts notebooks
-	$(BIN)/ruff format --check lorauq tests benchmarks scripts
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # The paper's configuration (Mistral-7B, CommonsenseQA, MMLU): needs a GPU and the hub.
 paper: setup

@@ -52,8 +52,8 @@ NOTEBOOKS = {
         "the pre-training corpus was learned). The real test comes in 04: the `known` eval set "
         "must score well above chance at epoch 0, *before* any fine-tuning. The `paper` profile "
         "prints the model reference instead.",
-        "pretraining = layout.base / 'pretraining.json'\n"
-        "print(pretraining.read_text() if pretraining.exists() else (layout.base / 'base.json').read_text())",
+        'pretraining = layout.base / "pretraining.json"\n'
+        'print(pretraining.read_text() if pretraining.exists() else (layout.base / "base.json").read_text())',
     ],
     "02_finetune.ipynb": [
         "# 02 · Fine-tune one ensemble member\n\n"
@@ -77,7 +77,7 @@ NOTEBOOKS = {
         "before λ, `tokens` the tokens seen, `elapsed_s` the epoch's wall time. The loss should "
         "fall below the uniform guess within an epoch or two but not reach 0: in the `tiny` "
         "profile part of the training labels are resampled at random (the `noisy` group).",
-        "import pandas as pd\n\npd.DataFrame(logs).set_index('epoch')",
+        'import pandas as pd\n\npd.DataFrame(logs).set_index("epoch")',
     ],
     "03_inference.ipynb": [
         "# 03 · Letter logits of every epoch\n\n"
@@ -103,7 +103,7 @@ NOTEBOOKS = {
         "epoch's checkpoint was missing or incomplete. The prior has epoch 0 only; a member has "
         "epochs 1 … `train.epochs`.",
         "from lorauq.store import read_logits\n\ntable = read_logits(path)\n"
-        "table.groupby(['epoch', 'eval_set']).size().unstack()",
+        'table.groupby(["epoch", "eval_set"]).size().unstack()',
     ],
     "04_figures.ipynb": [
         "# 04 · What the ensemble learned, what it forgot, and when to trust it\n\n"
@@ -307,14 +307,15 @@ def build(cells: list) -> nbformat.NotebookNode:
     }
     nb.metadata["language_info"] = {"name": "python"}
     for cell in cells:
+        # Code cells end without a newline, as ruff formats them.
         if isinstance(cell, tuple):
-            code = new_code_cell(cell[1])
+            code = new_code_cell(cell[1].rstrip("\n"))
             code.metadata["tags"] = [cell[0]]
             nb.cells.append(code)
         elif cell.startswith("#") and not cell.startswith("# Parameters"):
             nb.cells.append(new_markdown_cell(cell))
         else:
-            nb.cells.append(new_code_cell(cell))
+            nb.cells.append(new_code_cell(cell.rstrip("\n")))
     for index, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{index:02d}"
     return nb
