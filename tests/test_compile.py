@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import pytest
 import tinyworld as tw
@@ -11,7 +12,13 @@ import torch
 from lorauq.model import load_base_model, load_tokenizer
 from lorauq.train import train_member
 
-pytestmark = pytest.mark.slow  # compiling forward and backward on CPU takes ~30 s
+pytestmark = [
+    pytest.mark.slow,  # compiling forward and backward on CPU takes ~30 s
+    pytest.mark.skipif(
+        not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")),
+        reason="torch.compile on CPU needs a C compiler (cc/gcc/clang) on PATH",
+    ),
+]
 
 
 def run(base_dir, member_dir, compile_: bool):
