@@ -2,7 +2,10 @@
 
 Training: lorauq's ``train_member`` (answer-position logits only, length-bucketed batches)
 against the plain way, HF ``Trainer`` + peft computing the full sequence × vocabulary logits
-of prompts padded to ``train.max_length`` (128, the authors' setting), with the same loss.
+of prompts padded to ``train.max_length`` (128, the authors' setting), with the same
+answer-position cross-entropy. Where the two differ, the difference favours the plain way: it
+omits the LoRA prior term, its tokenization happens before the clock starts, and lorauq's
+time includes writing its epoch checkpoint.
 
 Evaluation of an ensemble (the prior plus M members × E epochs): lorauq's ``evaluate_prior`` +
 ``evaluate_member`` (one base load per process, adapters swapped, token-budget batches, the

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -168,29 +169,46 @@ def parts_dir(out_path: Path) -> Path:
     return out_path.parent / f".{out_path.stem}.parts"
 
 
-def _fingerprint(
-    folder: Path,
+def _inputs_digest(
     base_model,
+    tokenizer,
     eval_sets: Mapping[str, pd.DataFrame],
     template: str,
     infer: InferParams | None,
-) -> str:
-    """What an epoch's logits depend on: the adapter, the base, the questions and settings.
+) -> hashlib._Hash:
+    """What every epoch's logits share: the exact token ids and letters fed to the model, the
+    question tables copied into the output, the base's config and dtype, the settings, and the
+    code and torch version that compute them. Hashed once per member."""
+    import lorauq.batching
 
-    A part written under another fingerprint (a retrained adapter, another dtype or eval
-    set) is never reused.
-    """
     digest = hashlib.sha256()
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        digest.update((folder / name).read_bytes())
+    for module in (sys.modules[__name__], lorauq.batching):
+        digest.update(Path(module.__file__).read_bytes())
+    digest.update(torch.__version__.encode())
     digest.update(base_model.config.to_json_string().encode())
     digest.update(str(next(base_model.parameters()).dtype).encode())
-    settings = dataclasses.replace(infer or InferParams(), threads=0)
-    digest.update(repr((template, settings)).encode())
+    digest.update(repr((template, dataclasses.replace(infer or InferParams(), threads=0))).encode())
     for name, frame in eval_sets.items():
         digest.update(name.encode())
-        questions = frame[["id", "question", "answer"]].assign(choices=frame["choices"].map(repr))
-        digest.update(pd.util.hash_pandas_object(questions, index=False).to_numpy().tobytes())
+        n_max = int(frame["choices"].map(len).max())
+        digest.update(repr(letter_token_ids(tokenizer, n_max, template=template)).encode())
+        for sequence in encode_prompts(tokenizer, frame.to_dict("records"), template):
+            digest.update(np.asarray(sequence, dtype=np.int64).tobytes())
+        columns = frame[["id", "subject", "group", "answer"]]
+        digest.update(pd.util.hash_pandas_object(columns, index=False).to_numpy().tobytes())
+    return digest
+
+
+def _fingerprint(folder: Path, inputs: hashlib._Hash) -> str:
+    """The inputs' digest plus the epoch's adapter: a part written under another fingerprint
+    (a retrained adapter, another tokenizer, dtype, eval set or lorauq version) is never
+    reused."""
+    digest = inputs.copy()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        try:
+            digest.update((folder / name).read_bytes())
+        except OSError as exc:
+            raise StoreError(f"{folder}: adapter file unreadable ({exc})") from exc
     return digest.hexdigest()[:16]
 
 
@@ -232,12 +250,10 @@ def evaluate_member(
     model = None
     previous: str | None = None
     tables: list[pd.DataFrame] = []
+    inputs = _inputs_digest(base_model, tokenizer, eval_sets, template, infer)
     for epoch in epochs:
         folder = member_dir / f"epoch-{epoch}"
-        part = (
-            parts
-            / f"epoch-{epoch}-{_fingerprint(folder, base_model, eval_sets, template, infer)}.parquet"
-        )
+        part = parts / f"epoch-{epoch}-{_fingerprint(folder, inputs)}.parquet"
         done = _finished_part(part, member, epoch)
         if done is not None:
             if progress:

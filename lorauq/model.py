@@ -180,14 +180,19 @@ def load_base_model(reference: str, params: BaseParams):
     if params.attn_implementation:
         kwargs["attn_implementation"] = params.attn_implementation
     quantization = _quantization_config(params)
+    on_gpu = device().type == "cuda"
     if quantization is not None:
         kwargs["quantization_config"] = quantization
-        kwargs["device_map"] = {"": device().index or 0} if device().type == "cuda" else "cpu"
+    if on_gpu:
+        # Load straight onto the GPU: no full CPU copy first (15 GB of host RAM for a bf16 7B).
+        kwargs["device_map"] = {"": device().index or 0}
+    elif quantization is not None:
+        kwargs["device_map"] = "cpu"
     try:
         model = AutoModelForCausalLM.from_pretrained(reference, **kwargs)
     except OSError as exc:
         raise ModelError(f"{reference}: cannot load base model ({exc})") from exc
-    if quantization is None:
+    if "device_map" not in kwargs:
         model.to(device())
     model.requires_grad_(False)
     model.eval()

@@ -98,6 +98,7 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    old: Path | None = None
     try:
         yield tmp
         if target.exists():
@@ -108,6 +109,11 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
         else:
             tmp.rename(target)
     except BaseException as exc:
+        if old is not None and old.exists():
+            if target.exists():
+                shutil.rmtree(old, ignore_errors=True)
+            else:  # failed between the two renames: put the previous folder back
+                os.replace(old, target)
         shutil.rmtree(tmp, ignore_errors=True)
         full = _disk_full(target, exc)
         if full is not None:

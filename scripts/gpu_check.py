@@ -98,7 +98,10 @@ def mistral_config(geometry: dict):
 
 
 def block_parameters(model) -> int:
-    """Parameters of the transformer blocks and final norm: N in the 4·N / 2·N FLOP counts."""
+    """Parameters of the transformer blocks and final norm: N in the 4·N / 2·N FLOP counts.
+
+    Count it on an unquantized model: bitsandbytes packs two 4-bit weights per stored element.
+    """
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     return sum(p.numel() for p in inner.model.layers.parameters()) + sum(
         p.numel() for p in inner.model.norm.parameters()
@@ -229,7 +232,7 @@ def check_model(
 ) -> list[Result]:
     """Attach the paper's LoRA, then time training at each batch size and one evaluation."""
     device = next(model.parameters()).device
-    n = block_parameters(model)
+    n = args.block_parameters  # counted on the unquantized model: 4-bit storage halves numel()
     vocab = geometry["vocab_size"]
     model = attach_lora(model, lora, seed=0)
     if args.compile:
@@ -305,6 +308,7 @@ def scratch_dir(needed_bytes: int) -> str | None:
 
 
 def release_memory(device: torch.device) -> None:
+    torch._dynamo.reset()  # compiled graphs would keep the released model alive
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -385,6 +389,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     start = time.perf_counter()
     model = build_random_model(geometry, dtype, device)
     total = sum(p.numel() for p in model.parameters())
+    args.block_parameters = block_parameters(model)
     print(
         f"random {'tiny' if args.cpu_tiny else 'Mistral-7B'} geometry: {total:,} parameters, "
         f"built in {time.perf_counter() - start:.1f} s",
@@ -423,6 +428,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
             "device": device_name,
             "dtype": args.dtype,
             "parameters": total,
+            "block_parameters": args.block_parameters,
             "matmul_peak_tflops": peak / 1e12,
             "results": [asdict(r) for r in results],
         }

@@ -50,7 +50,13 @@ CELLS: list[tuple[str, str]] = [
         "print(\n"
         '    f"{torch.cuda.get_device_name()}: capability {major}.{minor}, {gib:.1f} GiB, "\n'
         '    f"torch {torch.__version__}, bf16 hardware: {BF16}"\n'
-        ")",
+        ")\n\n"
+        "# The experiment's DVC arguments, used by section 6 and by the resume steps.\n"
+        "# A100 / L4 / H100: the profile as it is (bfloat16, unquantised).\n"
+        "BF16_ARGS = \"-S profile=paper -S 'members=[0]'\"\n"
+        "# T4: float16 compute, 4-bit NF4 base with double quantisation (QLoRA).\n"
+        'T4_ARGS = BF16_ARGS + " -S paper.base.dtype=float16 -S paper.base.quantization=4bit"\n'
+        "ARGS = BF16_ARGS if BF16 else T4_ARGS",
     ),
     (
         "md",
@@ -99,7 +105,8 @@ CELLS: list[tuple[str, str]] = [
     (
         "code",
         "if BF16:\n"
-        "    !python scripts/gpu_check.py --dtype bfloat16 --quantization none\n"
+        "    # batch 8 is the paper's; batch 32 would need ≈ 27 GiB, more than an L4 or A10\n"
+        "    !python scripts/gpu_check.py --dtype bfloat16 --quantization none --batch-sizes 8\n"
         "else:\n"
         "    !python scripts/gpu_check.py --dtype float16 --quantization 4bit --batch-sizes 8",
     ),
@@ -144,11 +151,8 @@ CELLS: list[tuple[str, str]] = [
     ),
     (
         "code",
-        "# A100 / L4 / H100: the profile as it is (bfloat16, unquantised).\n"
-        "BF16_ARGS = \"-S profile=paper -S 'members=[0]'\"\n"
-        "# T4: float16 compute, 4-bit NF4 base with double quantisation (QLoRA).\n"
-        'T4_ARGS = BF16_ARGS + " -S paper.base.dtype=float16 -S paper.base.quantization=4bit"\n'
-        "ARGS = BF16_ARGS if BF16 else T4_ARGS\n"
+        "# ARGS was set in section 1 from the card: bfloat16, or float16 + 4-bit on a T4.\n"
+        "print(ARGS)\n"
         "!dvc exp run {ARGS}",
     ),
     ("code", '!dvc push && cp dvc.lock params.yaml "{SAVE}/"'),

@@ -61,6 +61,10 @@ def test_cpu_tiny_runs_the_lorauq_train_and_eval_paths(tmp_path):
         assert row["tokens_per_s"] > row["questions_per_s"] > 0
         # FLOP/s is 4·N (train) or 2·N (evaluate) per token, and the fraction uses the peak.
         assert row["tflops"] == pytest.approx(row["fraction_of_peak"] * peak, rel=1e-6)
+        per_token = 4 if row["phase"] == "train" else 2
+        n = report["block_parameters"]
+        assert row["tflops"] * 1e12 == pytest.approx(per_token * n * row["tokens_per_s"], rel=1e-6)
+    assert 0 < report["block_parameters"] < report["parameters"]
     assert "| train | none | 4 questions |" in proc.stdout
     assert "| evaluate | none |" in proc.stdout
 

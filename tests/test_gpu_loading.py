@@ -266,12 +266,23 @@ def test_4bit_load_passes_quantization_config_and_device_map(
     assert not model.weight.requires_grad and not model.training
 
 
-def test_unquantized_load_has_no_quantization_and_is_moved(captured):
+def test_unquantized_load_on_cpu_has_no_quantization_and_is_moved(captured, monkeypatch):
+    monkeypatch.setattr(lorauq_model, "device", lambda: torch.device("cpu"))
     model = load_base_model("org/model", _base(quantization="none", dtype="bfloat16"))
     [(_, kwargs)] = captured
     assert "quantization_config" not in kwargs and "device_map" not in kwargs
     assert kwargs["dtype"] == torch.bfloat16
-    assert model.moved_to == lorauq_model.device()
+    assert model.moved_to == torch.device("cpu")
+
+
+def test_unquantized_load_on_gpu_goes_straight_to_the_gpu(captured, monkeypatch):
+    """No full copy in host memory first: transformers places the weights (``device_map``)."""
+    monkeypatch.setattr(lorauq_model, "device", lambda: torch.device("cuda", 1))
+    model = load_base_model("org/model", _base(quantization="none", dtype="bfloat16"))
+    [(_, kwargs)] = captured
+    assert "quantization_config" not in kwargs
+    assert kwargs["device_map"] == {"": 1}
+    assert model.moved_to is None
 
 
 # --------------------------------------------------------------------------- remote code

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -325,3 +326,23 @@ def test_failed_write_logits_keeps_old_table(tmp_path):
         write_logits(bad, target)
     assert target.read_bytes() == before
     assert files_in(tmp_path) == ["member-0.parquet"]
+
+
+def test_atomic_dir_failure_between_renames_restores_the_previous_folder(tmp_path, monkeypatch):
+    from lorauq.store import atomic_dir
+
+    target = tmp_path / "epoch-1"
+    target.mkdir()
+    (target / "weights").write_text("previous")
+    real_rename = Path.rename
+
+    def failing_rename(self, destination):
+        if Path(destination) == target:
+            raise OSError("simulated failure while renaming the new folder into place")
+        return real_rename(self, destination)
+
+    monkeypatch.setattr(Path, "rename", failing_rename)
+    with pytest.raises(OSError, match="simulated failure"), atomic_dir(target) as tmp:
+        (tmp / "weights").write_text("new")
+    assert (target / "weights").read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-1"]  # no hidden leftovers
