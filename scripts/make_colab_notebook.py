@@ -16,6 +16,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 REPO_URL = "https://github.com/OWNER/lorauq"
 NOTEBOOK = "notebooks/colab_paper.ipynb"
 
+# Cell kinds: "md", "code", or "parameters" (a code cell tagged for papermill).
 CELLS: list[tuple[str, str]] = [
     (
         "md",
@@ -36,6 +37,12 @@ CELLS: list[tuple[str, str]] = [
         "One member is ≈ 1/5 of the paper's ensemble: enough to see accuracy, calibration and "
         "entropy move over epochs (mutual information needs ≥ 2 members; add them later with "
         "`-S 'members=[0,1]'`, DVC reruns only the new ones).",
+    ),
+    (
+        "parameters",
+        "# Parameters (papermill -p NAME VALUE overrides them; in Colab, edit them here).\n"
+        f'REPO_URL: str = "{REPO_URL}"  # the repository to clone\n'
+        'SAVE: str = "/content/drive/MyDrive/lorauq-run"  # Drive folder: DVC remote + checkpoints',
     ),
     ("md", "## 1 · The GPU"),
     ("code", "!nvidia-smi"),
@@ -69,7 +76,6 @@ CELLS: list[tuple[str, str]] = [
     ),
     (
         "code",
-        f'REPO_URL = "{REPO_URL}"\n'
         "!test -d /content/lorauq || git clone {REPO_URL} /content/lorauq\n"
         "%cd /content/lorauq\n"
         "!pip install -q -r requirements.txt && pip install -q --no-deps -e .\n"
@@ -127,7 +133,6 @@ CELLS: list[tuple[str, str]] = [
         "code",
         "from google.colab import drive\n\n"
         'drive.mount("/content/drive")\n'
-        'SAVE = "/content/drive/MyDrive/lorauq-run"\n'
         '!mkdir -p "{SAVE}/dvc-remote" "{SAVE}/sync"\n'
         '!dvc remote add -d -f drive "{SAVE}/dvc-remote"',
     ),
@@ -178,7 +183,7 @@ CELLS: list[tuple[str, str]] = [
     (
         "md",
         "## 8 · Resuming after the session was cut\n\n"
-        "In a fresh session run sections 1–3 and 5 (not the background sync yet), then the "
+        "In a fresh session run the parameters cell and sections 1–3 and 5 (not the background sync yet), then the "
         "cell below. It brings back DVC's cache, `dvc.lock` and `params.yaml` from the sync "
         "folder and restores every finished stage (`dvc checkout`).\n\n"
         "If the cut came **during fine-tuning**, do not let DVC rerun `finetune@0`: DVC "
@@ -216,6 +221,8 @@ def build() -> nbformat.NotebookNode:
     nb.metadata["colab"] = {"provenance": [], "gpuType": "T4"}
     for index, (kind, source) in enumerate(CELLS):
         cell = new_markdown_cell(source) if kind == "md" else new_code_cell(source)
+        if kind == "parameters":
+            cell.metadata["tags"] = ["parameters"]
         cell["id"] = f"cell-{index:02d}"
         nb.cells.append(cell)
     return nb

@@ -87,7 +87,7 @@ def test_readme_badge_opens_this_notebook_of_the_cloned_repo(notebook):
     assert (REPO / path).is_file()
     # the notebook clones the repository the badge opens it from
     assert f"https://github.com/{repo}" == _generator().REPO_URL
-    assert f'REPO_URL = "https://github.com/{repo}"' in _string_constants(notebook)
+    assert f'REPO_URL: str = "https://github.com/{repo}"' in _string_constants(notebook)
 
 
 def test_shell_lines_name_existing_repo_files(notebook):
