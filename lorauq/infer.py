@@ -13,6 +13,7 @@ import hashlib
 import shutil
 import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,18 +60,25 @@ def sequence_letter_logits(
     return letter_out, lse_out
 
 
-@torch.inference_mode()
-def letter_logits(
-    model,
+@dataclass(frozen=True)
+class EncodedEvalSet:
+    """An eval set's prompts as token ids, encoded once and shared by every epoch."""
+
+    frame: pd.DataFrame
+    sequences: list[list[int]]
+    letters: list[int]
+    n_choices: np.ndarray
+
+
+def encode_eval_set(
     tokenizer,
     frame: pd.DataFrame,
     *,
     template: str = "paper",
     infer: InferParams | None = None,
     desc: str = "evaluate",
-    progress: bool = True,
-) -> pd.DataFrame:
-    """One row per question: its K letter logits (NaN past K) and the vocabulary log-sum-exp."""
+) -> EncodedEvalSet:
+    """Token ids and letter ids of an eval set; an empty set or a too-long prompt fails here."""
     infer = infer or InferParams()
     if frame.empty:
         raise DataError(f"{desc}: the evaluation set is empty")
@@ -83,41 +91,88 @@ def letter_logits(
         raise DataError(
             f"{desc}: question {frame['id'].iloc[i]!r} is {lengths[i]} tokens, over infer.max_length={infer.max_length}"
         )
+    return EncodedEvalSet(frame, sequences, letters, n_choices)
+
+
+def encode_eval_sets(
+    tokenizer,
+    eval_sets: Mapping[str, pd.DataFrame],
+    *,
+    template: str,
+    infer: InferParams | None,
+    prefix: str,
+) -> dict[str, EncodedEvalSet]:
+    return {
+        name: encode_eval_set(
+            tokenizer, frame, template=template, infer=infer, desc=f"{prefix} {name}"
+        )
+        for name, frame in eval_sets.items()
+    }
+
+
+def letter_table(
+    model,
+    encoded: EncodedEvalSet,
+    *,
+    pad_id: int,
+    infer: InferParams | None = None,
+    desc: str = "evaluate",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """One row per question: its K letter logits (NaN past K) and the vocabulary log-sum-exp."""
+    infer = infer or InferParams()
+    letters, n_choices = encoded.letters, encoded.n_choices
     letter_part, lse_out = sequence_letter_logits(
         model,
-        sequences,
+        encoded.sequences,
         letters,
-        pad_id=tokenizer.pad_token_id,
+        pad_id=pad_id,
         batch_tokens=infer.batch_tokens,
         desc=desc,
         progress=progress,
     )
-    logits_out = np.full((len(frame), MAX_CHOICES), np.nan, dtype=np.float32)
+    logits_out = np.full((len(n_choices), MAX_CHOICES), np.nan, dtype=np.float32)
     logits_out[:, : len(letters)] = letter_part
     logits_out[np.arange(MAX_CHOICES)[None, :] >= n_choices[:, None]] = np.nan
-    table = frame[["id", "subject", "group", "answer"]].copy()
+    table = encoded.frame[["id", "subject", "group", "answer"]].copy()
     table["n_choices"] = n_choices
     table[LOGIT_COLUMNS] = logits_out
     table["logsumexp_vocab"] = lse_out
     return table.reset_index(drop=True)
 
 
-def _evaluate_all(
+def letter_logits(
     model,
     tokenizer,
-    eval_sets: Mapping[str, pd.DataFrame],
+    frame: pd.DataFrame,
     *,
+    template: str = "paper",
+    infer: InferParams | None = None,
+    desc: str = "evaluate",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """:func:`letter_table` of one eval set, encoded on the spot."""
+    encoded = encode_eval_set(tokenizer, frame, template=template, infer=infer, desc=desc)
+    return letter_table(
+        model, encoded, pad_id=tokenizer.pad_token_id, infer=infer, desc=desc, progress=progress
+    )
+
+
+def _evaluate_all(
+    model,
+    encoded_sets: Mapping[str, EncodedEvalSet],
+    *,
+    pad_id: int,
     member: int,
     epoch: int,
-    template: str,
     infer: InferParams | None,
     progress: bool,
 ) -> list[pd.DataFrame]:
     tables = []
-    for name, frame in eval_sets.items():
+    for name, encoded in encoded_sets.items():
         desc = f"{'prior' if member == PRIOR_MEMBER else f'member {member}'} epoch {epoch} {name}"
-        table = letter_logits(
-            model, tokenizer, frame, template=template, infer=infer, desc=desc, progress=progress
+        table = letter_table(
+            model, encoded, pad_id=pad_id, infer=infer, desc=desc, progress=progress
         )
         table.insert(0, "eval_set", name)
         table.insert(0, "epoch", epoch)
@@ -137,13 +192,15 @@ def evaluate_prior(
     progress: bool = True,
 ) -> Path:
     """Epoch 0 (the base model, no adapter) on every eval set, stored once with member −1."""
+    encoded = encode_eval_sets(
+        tokenizer, eval_sets, template=template, infer=infer, prefix="prior epoch 0"
+    )
     tables = _evaluate_all(
         base_model,
-        tokenizer,
-        eval_sets,
+        encoded,
+        pad_id=tokenizer.pad_token_id,
         member=PRIOR_MEMBER,
         epoch=0,
-        template=template,
         infer=infer,
         progress=progress,
     )
@@ -171,8 +228,7 @@ def parts_dir(out_path: Path) -> Path:
 
 def _inputs_digest(
     base_model,
-    tokenizer,
-    eval_sets: Mapping[str, pd.DataFrame],
+    encoded_sets: Mapping[str, EncodedEvalSet],
     template: str,
     infer: InferParams | None,
 ) -> hashlib._Hash:
@@ -188,13 +244,12 @@ def _inputs_digest(
     digest.update(base_model.config.to_json_string().encode())
     digest.update(str(next(base_model.parameters()).dtype).encode())
     digest.update(repr((template, dataclasses.replace(infer or InferParams(), threads=0))).encode())
-    for name, frame in eval_sets.items():
+    for name, encoded in encoded_sets.items():
         digest.update(name.encode())
-        n_max = int(frame["choices"].map(len).max())
-        digest.update(repr(letter_token_ids(tokenizer, n_max, template=template)).encode())
-        for sequence in encode_prompts(tokenizer, frame.to_dict("records"), template):
+        digest.update(repr(encoded.letters).encode())
+        for sequence in encoded.sequences:
             digest.update(np.asarray(sequence, dtype=np.int64).tobytes())
-        columns = frame[["id", "subject", "group", "answer"]]
+        columns = encoded.frame[["id", "subject", "group", "answer"]]
         digest.update(pd.util.hash_pandas_object(columns, index=False).to_numpy().tobytes())
     return digest
 
@@ -250,7 +305,10 @@ def evaluate_member(
     model = None
     previous: str | None = None
     tables: list[pd.DataFrame] = []
-    inputs = _inputs_digest(base_model, tokenizer, eval_sets, template, infer)
+    encoded = encode_eval_sets(
+        tokenizer, eval_sets, template=template, infer=infer, prefix=f"member {member}"
+    )
+    inputs = _inputs_digest(base_model, encoded, template, infer)
     for epoch in epochs:
         folder = member_dir / f"epoch-{epoch}"
         part = parts / f"epoch-{epoch}-{_fingerprint(folder, inputs)}.parquet"
@@ -277,11 +335,10 @@ def evaluate_member(
         model.eval()
         epoch_tables = _evaluate_all(
             model,
-            tokenizer,
-            eval_sets,
+            encoded,
+            pad_id=tokenizer.pad_token_id,
             member=member,
             epoch=epoch,
-            template=template,
             infer=infer,
             progress=progress,
         )

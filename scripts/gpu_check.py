@@ -229,58 +229,62 @@ def check_model(
     train: TrainParams,
     infer: InferParams,
     geometry: dict,
+    n_blocks: int,
 ) -> list[Result]:
-    """Attach the paper's LoRA, then time training at each batch size and one evaluation."""
+    """Attach the paper's LoRA, then time training at each batch size and one evaluation.
+
+    ``n_blocks`` is N of the FLOP counts, taken from the unquantized model: bitsandbytes packs
+    two 4-bit weights per stored element, so counting a 4-bit model would halve it.
+    """
     device = next(model.parameters()).device
-    n = args.block_parameters  # counted on the unquantized model: 4-bit storage halves numel()
     vocab = geometry["vocab_size"]
     model = attach_lora(model, lora, seed=0)
     if args.compile:
         # The optimizer and checkpoints keep using the peft model: the compiled one shares
         # its parameters. Fewer, fused kernels matter most where the host is the bottleneck.
         model = torch.compile(model)
+
+    def measure(phase: str, batch: str, flops_per_token: int, run) -> Result:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        tokens_s, questions_s = run()
+        flops = flops_per_token * n_blocks * tokens_s
+        return Result(
+            phase,
+            quantization,
+            batch,
+            tokens_s,
+            questions_s,
+            flops / 1e12,
+            flops / peak,
+            peak_memory_gib(device),
+        )
+
     results = []
     for multiple in args.pad_multiple or [pad_multiple(device)]:
         label = f", width ×{multiple}" if args.pad_multiple else ""
         for batch_size in args.batch_sizes:
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            tokens_s, questions_s = time_training(
-                model, train, batch_size, args.steps, args.warmup, vocab, multiple
-            )
-            flops = 4 * n * tokens_s
             results.append(
-                Result(
+                measure(
                     "train",
-                    quantization,
                     f"{batch_size} questions{label}",
-                    tokens_s,
-                    questions_s,
-                    flops / 1e12,
-                    flops / peak,
-                    peak_memory_gib(device),
+                    4,
+                    lambda b=batch_size, m=multiple: time_training(
+                        model, train, b, args.steps, args.warmup, vocab, m
+                    ),
                 )
             )
-        if not args.eval_questions:
-            continue
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        tokens_s, questions_s = time_evaluation(
-            model, infer, args.eval_questions, vocab, args.repeats, multiple
-        )
-        flops = 2 * n * tokens_s
-        results.append(
-            Result(
-                "evaluate",
-                quantization,
-                f"{infer.batch_tokens} tokens{label}",
-                tokens_s,
-                questions_s,
-                flops / 1e12,
-                flops / peak,
-                peak_memory_gib(device),
+        if args.eval_questions:
+            results.append(
+                measure(
+                    "evaluate",
+                    f"{infer.batch_tokens} tokens{label}",
+                    2,
+                    lambda m=multiple: time_evaluation(
+                        model, infer, args.eval_questions, vocab, args.repeats, m
+                    ),
+                )
             )
-        )
     if args.profile:
         profile_training(model, train, args.batch_sizes[0], vocab, pad_multiple(device))
     return results
@@ -389,7 +393,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
     start = time.perf_counter()
     model = build_random_model(geometry, dtype, device)
     total = sum(p.numel() for p in model.parameters())
-    args.block_parameters = block_parameters(model)
+    n_blocks = block_parameters(model)
     print(
         f"random {'tiny' if args.cpu_tiny else 'Mistral-7B'} geometry: {total:,} parameters, "
         f"built in {time.perf_counter() - start:.1f} s",
@@ -416,7 +420,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
                     ),
                 )
                 print(f"{variant} base loaded in {time.perf_counter() - start:.1f} s", flush=True)
-            rows = check_model(target, variant, args, peak, lora, train, infer, geometry)
+            rows = check_model(target, variant, args, peak, lora, train, infer, geometry, n_blocks)
             print(format_table(rows, peak, device_name), flush=True)
             results += rows
             del target
@@ -428,7 +432,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
             "device": device_name,
             "dtype": args.dtype,
             "parameters": total,
-            "block_parameters": args.block_parameters,
+            "block_parameters": n_blocks,
             "matmul_peak_tflops": peak / 1e12,
             "results": [asdict(r) for r in results],
         }
