@@ -40,11 +40,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lorauq.atomic import write_text_atomic
 from lorauq.config import BaseParams, InferParams, LoraParams, TrainParams
 from lorauq.infer import evaluate_member, evaluate_prior
 from lorauq.model import load_base_model, load_tokenizer, lora_config, train_tokenizer
 from lorauq.prompt import format_prompt, letter_token_ids
-from lorauq.store import LOGIT_COLUMNS, PRIOR_MEMBER, read_logits, write_text_atomic
+from lorauq.schema import LOGIT_COLUMNS, PRIOR_MEMBER
+from lorauq.store import read_logits
 from lorauq.train import train_member
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))

@@ -1,7 +1,7 @@
 """lorauq: uncertainty quantification in fine-tuned LLMs with LoRA ensembles.
 
 The package holds all logic; the numbered notebooks only set parameters, call it and show
-figures. See DESIGN in the README for the data contracts between the parts.
+figures. docs/architecture.md describes the parts and the data contracts between them.
 """
 
 __version__ = "0.1.0"

@@ -1,6 +1,6 @@
 """Tidy tables from the logits store: everything the report shows, as pandas DataFrames.
 
-Each function takes the long logits table of DESIGN §4 (as :func:`lorauq.store.read_logits`
+Each function takes the long logits table of :mod:`lorauq.store` (as :func:`lorauq.store.read_logits`
 returns it) and returns a tidy table, one observation per row, so that ``dvc plots``, seaborn
 and a reader's own pandas code can use it without reshaping. The long table becomes arrays in
 exactly one place, :func:`probability_cube`; the maths lives in :mod:`lorauq.uncertainty`.
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from lorauq.errors import StoreError
-from lorauq.store import LOGIT_COLUMNS
+from lorauq.schema import LOGIT_COLUMNS, Readout
 from lorauq.uncertainty import (
     accuracy,
     agreement,
@@ -47,8 +47,6 @@ from lorauq.uncertainty import (
     risk_coverage,
     total_variation,
 )
-
-Readout = Literal["renormalized", "with_other"]
 
 #: Metrics of :func:`metrics_table` and :func:`headline_metrics`, in display order.
 METRICS = (
@@ -214,6 +212,18 @@ def _cubes(logits: pd.DataFrame, readout: Readout) -> list[Cube]:
     """One cube per eval set, in ascending eval-set name."""
     names = sorted(logits["eval_set"].unique().tolist())
     return [probability_cube(logits, name, readout) for name in names]
+
+
+def _concat(frames: Sequence[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
+    """The frames stacked, or an empty table with ``columns`` when there are none.
+
+    An experiment of an unusual shape (one eval set, no out-of-domain set, only unlabelled
+    questions) leaves some tables with nothing to hold; they come back empty, with their
+    columns, and the figures stage says why it draws nothing from them.
+    """
+    if not frames:
+        return pd.DataFrame(columns=list(columns))
+    return pd.concat(frames, ignore_index=True)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -468,7 +478,7 @@ def transitions(
         for cube in _cubes(logits, readout)
         if cube.labelled.any()
     ]
-    table = pd.concat(frames, ignore_index=True)
+    table = _concat(frames, [*keys, "transition", "count", "fraction"])
     table.insert(len(keys), "epoch_from", epoch_from)
     table.insert(len(keys) + 1, "epoch_to", epoch_to)
     return table
@@ -493,7 +503,9 @@ def transitions_over_epochs(
             counts.insert(1, "reference_epoch", reference_epoch)
             counts.insert(2, "epoch", epoch)
             frames.append(counts)
-    return pd.concat(frames, ignore_index=True)
+    return _concat(
+        frames, ["eval_set", "reference_epoch", "epoch", "transition", "count", "fraction"]
+    )
 
 
 # --------------------------------------------------------------------------- OOD
@@ -600,7 +612,7 @@ def roc_points(
                     }
                 )
             )
-    return pd.concat(frames, ignore_index=True)
+    return _concat(frames, ["eval_set", "epoch", "score", "auroc", "fpr", "tpr"])
 
 
 # --------------------------------------------------------------------------- calibration
@@ -645,14 +657,13 @@ def reliability_table(
     top-label confidence and accuracy of the labelled questions in each equal-width bin (the
     bins of the ECE); empty bins have count 0 and NaN means.
     """
-    return pd.concat(
-        [
-            _reliability_bins(cube, epoch, n_bins)
-            for cube in _cubes(logits, readout)
-            if cube.labelled.any()
-        ],
-        ignore_index=True,
-    )
+    frames = [
+        _reliability_bins(cube, epoch, n_bins)
+        for cube in _cubes(logits, readout)
+        if cube.labelled.any()
+    ]
+    columns = ["eval_set", "epoch", "bin", "bin_lower", "bin_upper", "confidence", "accuracy"]
+    return _concat(frames, [*columns, "count"])
 
 
 def risk_coverage_table(
@@ -672,7 +683,7 @@ def risk_coverage_table(
                 {"eval_set": cube.eval_set, "epoch": epoch, "coverage": coverage, "risk": risk}
             )
         )
-    return pd.concat(frames, ignore_index=True)
+    return _concat(frames, ["eval_set", "epoch", "coverage", "risk"])
 
 
 # --------------------------------------------------------------------------- agreement
@@ -817,7 +828,7 @@ def _letter_mass(cube: Cube) -> np.ndarray:
 
 
 def letter_mass_table(logits: pd.DataFrame) -> pd.DataFrame:
-    """How much probability the K answer letters hold out of the whole vocabulary (#4).
+    """How much probability the K answer letters hold out of the whole vocabulary.
 
     The renormalised read-out divides by this mass, so a model that wanted to say something
     other than a letter still looks confident; when the mass is small the letter

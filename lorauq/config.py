@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import types
 import typing
 from collections.abc import Mapping
@@ -21,9 +20,40 @@ from typing import Any, Literal
 
 import yaml
 
-from lorauq.errors import ConfigError
+from lorauq.errors import ConfigError, did_you_mean
+from lorauq.schema import Readout
 
-Readout = Literal["renormalized", "with_other"]
+#: The paper's template, exactly: ``Q: …\nAnswer Choices:\n(a) …\nA: ({letter}).``
+PAPER_TEMPLATE = "Q: {question}\nAnswer Choices:\n{choices}\nA: ({answer})."
+#: Named templates ``data.template`` may give instead of a template string.
+TEMPLATES = {"paper": PAPER_TEMPLATE}
+
+
+def resolve_template(template: str) -> str:
+    """The template text of a name in :data:`TEMPLATES` or of a custom template string.
+
+    A template needs ``{question}`` and ``{choices}``; an optional ``{answer}`` (at most once,
+    after both) marks where the gold letter goes, and the text after it follows the letter in
+    training. Anything else is a ConfigError, raised when params are loaded.
+    """
+    if not isinstance(template, str):
+        raise ConfigError(f"prompt template must be a string, got {type(template).__name__}")
+    text = TEMPLATES.get(template, template)
+    missing = [p for p in ("{question}", "{choices}") if p not in text]
+    if missing:
+        raise ConfigError(
+            f"prompt template {template!r} is not a known name ({', '.join(TEMPLATES)}) and lacks "
+            f"placeholder(s) {missing}; a template needs {{question}} and {{choices}} and may "
+            "mark the letter with {answer}"
+        )
+    if text.count("{answer}") > 1:
+        raise ConfigError(f"prompt template {template!r}: {{answer}} may appear at most once")
+    answer_at = text.find("{answer}")
+    if answer_at >= 0 and answer_at < max(text.find("{question}"), text.find("{choices}")):
+        raise ConfigError(
+            f"prompt template {template!r}: {{answer}} must come after {{question}} and {{choices}}"
+        )
+    return text
 
 
 @dataclass(frozen=True)
@@ -141,11 +171,6 @@ _SECTIONS = {
 }
 
 
-def _closest(key: str, valid: list[str]) -> str:
-    match = difflib.get_close_matches(key, valid, n=1)
-    return f" (did you mean {match[0]!r}?)" if match else ""
-
-
 def _check_type(value: Any, hint: Any, where: str) -> Any:
     """Coerce ``value`` to ``hint`` where lossless (int → float), else raise naming ``where``."""
     origin = typing.get_origin(hint)
@@ -165,7 +190,7 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
     if origin is Literal:
         if value not in args:
             raise ConfigError(
-                f"{where}: {value!r} is not one of {list(args)}{_closest(str(value), [str(a) for a in args])}"
+                f"{where}: {value!r} is not one of {list(args)}{did_you_mean(str(value), [str(a) for a in args])}"
             )
         return value
     if origin is list:
@@ -203,7 +228,7 @@ def build_section(cls: type, raw: Any, where: str) -> Any:
     for key in raw:
         if key not in fields:
             raise ConfigError(
-                f"{where}.{key}: unknown key{_closest(str(key), list(fields))}; valid keys: {sorted(fields)}"
+                f"{where}.{key}: unknown key{did_you_mean(str(key), list(fields))}; valid keys: {sorted(fields)}"
             )
     values = {}
     for name, spec in fields.items():
@@ -284,12 +309,27 @@ def _check_values(params: Params, where: str) -> None:
 
 def _check_template(template: str, where: str) -> None:
     """Reject an unusable prompt template at load time, not at the first prompt of a run."""
-    from lorauq.prompt import template_parts  # prompt needs no config: no import cycle
-
     try:
-        template_parts(template)
+        resolve_template(template)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+#: Top-level keys of params.yaml besides the profile sections (which are mappings).
+TOP_LEVEL_KEYS = ("profile", "members")
+
+
+def _check_top_level(raw: Mapping[str, Any], profiles: list[str], source: str) -> None:
+    """A top-level key is ``profile``, ``members`` or a profile section; a typo there would
+    otherwise be ignored silently (``member: [0, 1]`` beside ``members`` trains the old list)."""
+    for key, value in raw.items():
+        if key in TOP_LEVEL_KEYS or isinstance(value, Mapping):
+            continue
+        valid = [*TOP_LEVEL_KEYS, *profiles]
+        raise ConfigError(
+            f"{key}: unknown top-level key in {source}{did_you_mean(key, valid)}; the top level "
+            f"holds {list(TOP_LEVEL_KEYS)} and one mapping per profile ({profiles})"
+        )
 
 
 def resolve_params(
@@ -312,9 +352,10 @@ def resolve_params(
     if not isinstance(profile, str):
         raise ConfigError(f"{source}: 'profile' must name a profile section, got {profile!r}")
     profiles = [k for k, v in raw.items() if isinstance(v, Mapping)]
+    _check_top_level(raw, profiles, source)
     if profile not in raw:
         raise ConfigError(
-            f"profile: no section {profile!r} in {source}{_closest(profile, profiles)}; profiles: {profiles}"
+            f"profile: no section {profile!r} in {source}{did_you_mean(profile, profiles)}; profiles: {profiles}"
         )
     section = copy.deepcopy(dict(raw[profile]))
     nested = _dotted_to_nested(overrides)
@@ -323,12 +364,12 @@ def resolve_params(
     stray = sorted(k for k in nested if k not in _SECTIONS and k not in raw)
     if stray:
         raise ConfigError(
-            f"override {stray[0]!r}: unknown key{_closest(stray[0], list(_SECTIONS))}"
+            f"override {stray[0]!r}: unknown key{did_you_mean(stray[0], list(_SECTIONS))}"
         )
     unknown = [k for k in section if k not in _SECTIONS]
     if unknown:
         raise ConfigError(
-            f"{profile}.{unknown[0]}: unknown section{_closest(unknown[0], list(_SECTIONS))}; sections: {list(_SECTIONS)}"
+            f"{profile}.{unknown[0]}: unknown section{did_you_mean(unknown[0], list(_SECTIONS))}; sections: {list(_SECTIONS)}"
         )
     members = _check_type(raw.get("members", [0, 1, 2, 3, 4]), list[int], "members")
     built = {
@@ -343,7 +384,7 @@ def resolve_params(
 def load_params(
     path: str | Path = "params.yaml", overrides: Mapping[str, Any] | None = None
 ) -> Params:
-    """Load and validate ``params.yaml`` (DESIGN §9)."""
+    """Load and validate ``params.yaml``: the one entry point every stage and notebook uses."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")

@@ -1,17 +1,14 @@
-"""Load multiple-choice sources into Question tables (DESIGN §4) and keep them as parquet.
+"""Load multiple-choice sources into Question tables (see :mod:`lorauq.questions`).
 
-Every source (hub datasets, the original release files, the user's own csv/jsonl/parquet) is
-turned into plain records first and then goes through one validator, so every table that
-reaches training or inference obeys the same contract, and a bad row is reported with the file
-(or hub id), its 1-based row or line number and the reason, not as a crash deep in a tokenizer.
-The hub is only one way in: every source also reads local files (``path=``) because the
+Hub datasets, the original release files, the user's own csv/jsonl/parquet and the synthetic
+world all become plain records first and then go through the one Question validator. The
+hub is only one way in: every hub source also reads local files (``path=``), because the
 default machine has no network.
 """
 
 from __future__ import annotations
 
 import csv
-import difflib
 import io
 import json
 import os
@@ -23,14 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lorauq.errors import DataError
-from lorauq.store import atomic_path
+from lorauq.errors import DataError, did_you_mean
+from lorauq.questions import Record, existing_file, is_int, parquet_rows, questions_frame
+from lorauq.schema import LETTERS, MAX_CHOICES, MIN_CHOICES
 from lorauq.subjects import mmlu_group_of, mmlu_subjects
-
-#: The columns of a Question table, in order.
-QUESTION_COLUMNS = ["id", "source", "subject", "group", "question", "choices", "answer"]
-MIN_CHOICES = 2
-MAX_CHOICES = 10
+from lorauq.synthetic import WorldSpec, synthetic_questions
 
 HUB_SOURCES = ("commonsense_qa", "mmlu", "arc_easy", "arc_challenge", "openbookqa")
 FILE_SOURCES = ("jsonl", "csv", "parquet")
@@ -64,11 +58,8 @@ MMLU_HUB_ID = "cais/mmlu"
 _MMLU_SPLITS = {"dev": "dev", "val": "validation", "test": "test"}
 _MMLU_SPLIT_ALIASES = {"validation": "val"}
 MMLU_CSV_HEADER = ["question", "choice0", "choice1", "choice2", "choice3", "answer"]
-_LETTERS = "ABCDEFGHIJ"
-
-#: One raw question before validation: the Question columns plus where it came from
-#: (``_origin``: file or hub id; ``_where``: "row 3 (line 4)" / "line 7").
-Record = dict[str, Any]
+#: MMLU's release files give the answer as an upper-case letter.
+_MMLU_LETTERS = LETTERS.upper()[:4]
 
 
 # --------------------------------------------------------------------------- public API
@@ -81,19 +72,23 @@ def load_questions(
     path: str | os.PathLike[str] | None = None,
     group: str | None = None,
     subjects: Sequence[str] | None = None,
+    world: WorldSpec | None = None,
 ) -> pd.DataFrame:
     """Load one split of a source as a validated Question table (columns ``QUESTION_COLUMNS``).
 
     ``split`` may join parts with ``+`` (``"dev+val"``: the paper's MMLU training set).
     ``group``/``subjects`` select MMLU subjects (or filter the ``group``/``subject`` columns
-    of the user's own files); other sources have no subjects to select.
+    of the user's own files); other sources have no subjects to select. ``world`` is the
+    synthetic world to generate (``source="synthetic"``; its default world when omitted).
     """
     if source not in SOURCES:
-        raise DataError(f"unknown source {source!r}{_closest(source, SOURCES)} (valid: {SOURCES})")
+        raise DataError(
+            f"unknown source {source!r}{did_you_mean(source, SOURCES, cutoff=0)} (valid: {SOURCES})"
+        )
     if source == "synthetic":
-        from lorauq.synthetic import synthetic_questions
-
-        return synthetic_questions(split, path=path)
+        if path is not None:
+            raise DataError("source 'synthetic' is generated, not read: it takes no path=")
+        return synthetic_questions(split, spec=world)
     if (group is not None or subjects is not None) and source in _KEYED_HUB:
         raise DataError(f"source {source!r} has no subjects: group= and subjects= apply to mmlu")
     parts = [part.strip() for part in str(split).split("+")]
@@ -102,7 +97,7 @@ def load_questions(
     records: list[Record] = []
     for part in parts:
         records.extend(_load_part(source, part, path, group, subjects))
-    frame = _build_frame(records)
+    frame = questions_frame(records)
     if frame.empty:
         raise DataError(
             f"{source} split {split!r}{f' from {path}' if path else ''}: no questions "
@@ -111,127 +106,10 @@ def load_questions(
     return frame
 
 
-def validate_questions(frame: pd.DataFrame, origin: str = "questions") -> pd.DataFrame:
-    """Check a Question table against the contract; return it normalised (columns, dtypes).
-
-    Rows are numbered from 1 in messages, as a reader counts them in a file.
-    """
-    missing = [c for c in QUESTION_COLUMNS if c not in frame.columns]
-    if missing:
-        raise DataError(f"{origin}: missing column(s) {missing}; expected {QUESTION_COLUMNS}")
-    records = frame[QUESTION_COLUMNS].to_dict("records")
-    for number, record in enumerate(records, start=1):
-        record["_origin"], record["_where"] = origin, f"row {number}"
-    return _build_frame(records)
-
-
-def save_questions(frame: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Validate and write a prepared Question table as parquet (``choices`` list<string>).
-
-    Written atomically, so a killed ``prepare`` stage never leaves half a table for DVC.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    frame = validate_questions(frame, str(path))
-    schema = pa.schema(
-        [(c, pa.string()) for c in QUESTION_COLUMNS[:5]]
-        + [("choices", pa.list_(pa.string())), ("answer", pa.int64())]
-    )
-    columns = {c: frame[c].tolist() for c in QUESTION_COLUMNS}
-    table = pa.table(columns, schema=schema)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
-    return Path(path)
-
-
-def read_prepared(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a table written by :func:`save_questions`, checked again (it may be hand-edited)."""
-    file = _existing_file(path)
-    rows = _parquet_rows(file)
-    missing = [c for c in QUESTION_COLUMNS if rows and c not in rows[0]]
-    if missing:
-        raise DataError(f"{file}: missing column(s) {missing}; expected {QUESTION_COLUMNS}")
-    records = [
-        {**{c: row[c] for c in QUESTION_COLUMNS}, "_origin": str(file), "_where": f"row {n}"}
-        for n, row in enumerate(rows, start=1)
-    ]
-    return _build_frame(records)
-
-
 # --------------------------------------------------------------------------- validation
 
 
-def _closest(name: object, valid: Sequence[str]) -> str:
-    matches = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.0)
-    return f"; did you mean {matches[0]!r}?" if matches else ""
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _row_problem(record: Record) -> str | None:
-    """The first way a record breaks the Question contract, or None if it obeys it."""
-    for column in ("id", "source", "subject", "group"):
-        value = record.get(column)
-        if not isinstance(value, str) or not value.strip():
-            return f"{column} must be a non-empty string, got {value!r}"
-    question = record.get("question")
-    if not isinstance(question, str) or not question.strip():
-        return f"question must be a non-empty string, got {question!r}"
-    choices = record.get("choices")
-    if not isinstance(choices, (list, tuple, np.ndarray)):
-        return f"choices must be a list of strings, got {type(choices).__name__}"
-    if not MIN_CHOICES <= len(choices) <= MAX_CHOICES:
-        return f"needs {MIN_CHOICES}-{MAX_CHOICES} choices, got {len(choices)}"
-    for index, choice in enumerate(choices):
-        if not isinstance(choice, str) or not choice.strip():
-            return f"choice {index} must be a non-empty string, got {choice!r}"
-    answer = record.get("answer")
-    if not _is_int(answer):
-        return f"answer must be an integer (-1 = unlabelled), got {answer!r}"
-    if not -1 <= int(answer) < len(choices):
-        return f"answer {answer} outside -1..{len(choices) - 1} for {len(choices)} choices"
-    return None
-
-
-def _check_records(records: list[Record]) -> None:
-    """The one validator every source goes through: contract per row, then unique ids."""
-    first_seen: dict[str, Record] = {}
-    for record in records:
-        problem = _row_problem(record)
-        if problem is not None:
-            raise DataError(f"{record['_origin']}: {record['_where']}: {problem}")
-        earlier = first_seen.setdefault(record["id"], record)
-        if earlier is not record:
-            raise DataError(
-                f"{record['_origin']}: {record['_where']}: duplicate id {record['id']!r} "
-                f"(first at {earlier['_origin']}: {earlier['_where']})"
-            )
-
-
-def _build_frame(records: list[Record]) -> pd.DataFrame:
-    """Validate records and turn them into a Question table with stable dtypes."""
-    _check_records(records)
-    data = {column: [record[column] for record in records] for column in QUESTION_COLUMNS}
-    data["choices"] = [list(choices) for choices in data["choices"]]
-    data["answer"] = [int(answer) for answer in data["answer"]]
-    frame = pd.DataFrame(data, columns=QUESTION_COLUMNS)
-    frame["answer"] = frame["answer"].astype("int64")
-    return frame
-
-
 # --------------------------------------------------------------------------- file reading
-
-
-def _existing_file(path: str | os.PathLike[str] | None) -> Path:
-    if path is None:
-        raise DataError("this source reads a local file: pass path=")
-    file = Path(path)
-    if not file.is_file():
-        raise DataError(f"{file}: no such file")
-    return file
 
 
 def _read_text(file: Path) -> str:
@@ -287,15 +165,6 @@ def _csv_rows(file: Path) -> Iterator[tuple[int, list[str]]]:
         raise DataError(f"{file}: line {reader.line_num}: malformed CSV ({exc})") from exc
 
 
-def _parquet_rows(file: Path) -> list[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_table(file).to_pylist()
-    except Exception as exc:  # pyarrow raises several types for a corrupt file
-        raise DataError(f"{file}: not a readable parquet file ({exc})") from exc
-
-
 def _int_or_raw(text: str) -> int | str:
     """CSV answers arrive as text: an integer if it is one, else the text for the message."""
     stripped = text.strip()
@@ -314,7 +183,7 @@ def _user_record(
         if split is None:
             raise DataError(f"{file}: {where}: id is missing")
         raw_id = f"{split}-{index}"
-    elif _is_int(raw_id):
+    elif is_int(raw_id):
         raw_id = str(raw_id)
     subject = item.get("subject") or file.stem
     return {
@@ -376,7 +245,7 @@ def _user_csv_records(file: Path, split: str) -> list[Record]:
 
 
 def _parquet_records(file: Path, split: str) -> list[Record]:
-    rows = _parquet_rows(file)
+    rows = parquet_rows(file)
     columns = list(rows[0]) if rows else []
     missing = [c for c in ("question", "choices", "answer") if rows and c not in columns]
     if missing:
@@ -400,7 +269,7 @@ def _filter(records: list[Record], group: str | None, subjects: Sequence[str] | 
 
 
 def _load_user_file(source: str, split: str, path, group, subjects) -> list[Record]:
-    file = _existing_file(path)
+    file = existing_file(path)
     if source == "jsonl":
         records = _jsonl_records(file, split)
     elif source == "csv":
@@ -505,7 +374,7 @@ def _split_files(folder: Path, split: str, source: str, config: str | None) -> l
 
 def _file_items(file: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     if file.suffix == ".parquet":
-        for number, item in enumerate(_parquet_rows(file), start=1):
+        for number, item in enumerate(parquet_rows(file), start=1):
             yield f"row {number}", item
     else:
         yield from _json_objects(file)
@@ -514,7 +383,7 @@ def _file_items(file: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 def _load_keyed(source: str, split: str, path) -> list[Record]:
     if split not in _KEYED_SPLITS:
         raise DataError(
-            f"{source} has no split {split!r}{_closest(split, list(_KEYED_SPLITS))} "
+            f"{source} has no split {split!r}{did_you_mean(split, _KEYED_SPLITS, cutoff=0)} "
             "(train, validation (= dev), test)"
         )
     split = _KEYED_SPLITS[split]
@@ -599,7 +468,7 @@ def _mmlu_csv_records(file: Path, subject: str, split: str) -> list[Record]:
         raise DataError(f"{file}: empty CSV file")
     first = [field.strip() for field in rows[0][1]]
     has_header = first == MMLU_CSV_HEADER
-    if not has_header and not (len(first) == 6 and first[5] in _LETTERS[:4]):
+    if not has_header and not (len(first) == 6 and first[5] in _MMLU_LETTERS):
         raise DataError(
             f"{file}: unrecognised MMLU CSV header {rows[0][1][:6]}; expected columns "
             f"{MMLU_CSV_HEADER} (integer answer 0-3), or no header and 6 fields "
@@ -613,8 +482,8 @@ def _mmlu_csv_records(file: Path, subject: str, split: str) -> list[Record]:
         raw = fields[5].strip()
         if has_header:
             answer: Any = _int_or_raw(raw)
-        elif raw in _LETTERS[:4]:
-            answer = _LETTERS.index(raw)
+        elif raw in _MMLU_LETTERS:
+            answer = _MMLU_LETTERS.index(raw)
         else:
             raise DataError(f"{file}: {where}: answer {raw!r} is not a letter A-D")
         records.append(

@@ -4,6 +4,9 @@ traceback from deep inside a library."""
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class LorauqError(Exception):
     """Base class of every user-facing lorauq failure."""
@@ -23,3 +26,14 @@ class ModelError(LorauqError):
 
 class StoreError(LorauqError):
     """A stored artefact (logits table, checkpoint) is missing, incomplete or of the wrong schema."""
+
+
+def did_you_mean(name: object, valid: Iterable[str], cutoff: float = 0.6) -> str:
+    """`` (did you mean 'x'?)`` naming the valid name closest to ``name``, or ``""``.
+
+    Every "unknown key / source / subject" message ends with this, so a typo is fixed in one
+    go instead of by reading a list of valid names. ``cutoff=0`` always suggests something
+    (for short closed vocabularies such as split names, where any hint beats none).
+    """
+    matches = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=cutoff)
+    return f" (did you mean {matches[0]!r}?)" if matches else ""

@@ -22,11 +22,12 @@ import torch
 from tqdm.auto import tqdm
 
 from lorauq.batching import budget_batches, collate_left, last_position_logits, pad_multiple
+from lorauq.checkpoints import completed_epochs
 from lorauq.config import InferParams
 from lorauq.errors import DataError, StoreError
 from lorauq.prompt import encode_prompts, letter_token_ids
-from lorauq.store import LOGIT_COLUMNS, MAX_CHOICES, PRIOR_MEMBER, read_logits, write_logits
-from lorauq.train import completed_epochs
+from lorauq.schema import LOGIT_COLUMNS, MAX_CHOICES, PRIOR_MEMBER
+from lorauq.store import read_logits, write_logits
 
 
 @torch.inference_mode()

@@ -6,8 +6,8 @@ twice in a notebook); :func:`save_figure` writes it as PNG and PDF. Every panel 
 title naming the eval set, axis labels with units (entropies in nats) and a legend, so a
 figure can be read without the code.
 
-Figures of the paper (notes/paper.md §4): A = :func:`fig_metrics_over_epochs`,
-B = :func:`fig_agreement`, C = :func:`fig_entropy_mi_hist`; the rest are DESIGN §7 extras and
+Figures of the paper (docs/paper.md): A = :func:`fig_metrics_over_epochs`,
+B = :func:`fig_agreement`, C = :func:`fig_entropy_mi_hist`; the rest go beyond the paper, plus
 the K-letter mass diagnostic (:func:`fig_letter_mass`).
 """
 
@@ -25,7 +25,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from lorauq.store import atomic_path
+from lorauq.atomic import atomic_path
 
 #: Axis labels, with units, of every metric the analysis tables carry.
 LABELS = {
@@ -240,7 +240,7 @@ def fig_entropy_mi_hist(
     return fig
 
 
-# --------------------------------------------------------------------------- DESIGN §7 extras
+# --------------------------------------------------------------------------- beyond the paper
 
 
 def fig_reliability(reliability_table: pd.DataFrame) -> Figure:
@@ -429,7 +429,7 @@ def fig_subjects(
 
 
 def fig_letter_mass(letter_mass_table: pd.DataFrame) -> Figure:
-    """How much probability the answer letters hold in the full vocabulary, over epochs (#4).
+    """How much probability the answer letters hold in the full vocabulary, over epochs.
 
     One panel; colour = eval set, line style = statistic over questions (mean, median, 5th
     percentile). A mass well below 1 means the renormalised read-out hides that the model

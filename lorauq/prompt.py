@@ -1,14 +1,15 @@
 """The prompt template and the answer-letter token ids of a tokenizer.
 
-The paper's prompt (notes/paper.md §3) ends in ``A: (`` and the model's logits for the next
+The paper's prompt (docs/paper.md) ends in ``A: (`` and the model's logits for the next
 token are read as the answer. Which token id "a" is depends on the tokenizer *and* on what
 precedes it (SentencePiece has ``a`` and ``▁a``; "(" may merge with a letter; Mistral encodes
 " A" as two tokens), so letter ids are derived here by encoding a real prompt with and without
 the letter, never hard-coded, and every assumption the read-out relies on is checked.
 
-A template is ``"paper"`` or a string with ``{question}`` and ``{choices}`` placeholders; an
-optional ``{answer}`` marks where the gold letter goes, and the text after it follows the
-letter in training (the paper: ``A: ({answer}).``). The prompt is everything before ``{answer}``.
+Templates are params (:func:`lorauq.config.resolve_template` checks them when params load):
+``"paper"`` or a string with ``{question}`` and ``{choices}`` placeholders, where an optional
+``{answer}`` marks the gold letter and the text after it follows the letter in training (the
+paper: ``A: ({answer}).``). The prompt is everything before ``{answer}``.
 """
 
 from __future__ import annotations
@@ -19,40 +20,16 @@ from typing import Any
 
 import pandas as pd
 
+from lorauq.config import resolve_template
 from lorauq.errors import ConfigError, DataError, ModelError
-from lorauq.store import LETTERS
+from lorauq.schema import LETTERS
 
-#: The paper's template, exactly: ``Q: …\nAnswer Choices:\n(a) …\nA: ({letter}).``
-PAPER_TEMPLATE = "Q: {question}\nAnswer Choices:\n{choices}\nA: ({answer})."
-TEMPLATES = {"paper": PAPER_TEMPLATE}
 _PLACEHOLDER = re.compile(r"\{(question|choices|answer)\}")
-
-
-def _template_text(template: str) -> str:
-    """Resolve a template name or check a custom template string; raise ConfigError if unusable."""
-    if not isinstance(template, str):
-        raise ConfigError(f"prompt template must be a string, got {type(template).__name__}")
-    text = TEMPLATES.get(template, template)
-    missing = [p for p in ("{question}", "{choices}") if p not in text]
-    if missing:
-        raise ConfigError(
-            f"prompt template {template!r} is not a known name ({', '.join(TEMPLATES)}) and lacks "
-            f"placeholder(s) {missing}; a template needs {{question}} and {{choices}} and may "
-            "mark the letter with {answer}"
-        )
-    if text.count("{answer}") > 1:
-        raise ConfigError(f"prompt template {template!r}: {{answer}} may appear at most once")
-    answer_at = text.find("{answer}")
-    if answer_at >= 0 and answer_at < max(text.find("{question}"), text.find("{choices}")):
-        raise ConfigError(
-            f"prompt template {template!r}: {{answer}} must come after {{question}} and {{choices}}"
-        )
-    return text
 
 
 def template_parts(template: str = "paper") -> tuple[str, str]:
     """(prompt part, text after the letter): ``("Q: …A: (", ").")`` for the paper."""
-    text = _template_text(template)
+    text = resolve_template(template)
     before, _, after = text.partition("{answer}")
     return before, after
 

@@ -9,10 +9,9 @@ with what readers get from lm-eval, plus the paper's own 11-subject social-scien
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
-from lorauq.errors import DataError
+from lorauq.errors import DataError, did_you_mean
 
 #: lm-eval harness's category of every MMLU subject (19 stem, 12 social sciences,
 #: 13 humanities, 13 other), in alphabetical order of subject.
@@ -108,16 +107,12 @@ MMLU_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _closest(name: str, valid: Iterable[str]) -> str:
-    """A hint naming the valid name nearest to ``name``, so a typo is fixed in one go."""
-    matches = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.0)
-    return f"; did you mean {matches[0]!r}?" if matches else ""
-
-
 def _check_subject(subject: str) -> str:
     """Return ``subject`` if it is an MMLU subject, else raise naming the nearest one."""
     if subject not in MMLU_CATEGORY:
-        raise DataError(f"unknown MMLU subject {subject!r}{_closest(str(subject), MMLU_SUBJECTS)}")
+        raise DataError(
+            f"unknown MMLU subject {subject!r}{did_you_mean(subject, MMLU_SUBJECTS, cutoff=0)}"
+        )
     return subject
 
 
@@ -135,7 +130,7 @@ def mmlu_subjects(group: str | None = None, subjects: Iterable[str] | None = Non
     """
     if group is not None and group not in MMLU_GROUPS:
         raise DataError(
-            f"unknown MMLU group {group!r}{_closest(str(group), MMLU_GROUPS)} "
+            f"unknown MMLU group {group!r}{did_you_mean(group, MMLU_GROUPS, cutoff=0)} "
             f"(valid: {', '.join(MMLU_GROUPS)})"
         )
     pool = MMLU_GROUPS[group] if group is not None else MMLU_SUBJECTS

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -335,17 +334,8 @@ def pretraining_questions(spec: WorldSpec) -> pd.DataFrame:
     return pd.DataFrame([rows[i] for i in order])
 
 
-def synthetic_questions(
-    split: str, path: str | Path | None = None, spec: WorldSpec | None = None
-) -> pd.DataFrame:
-    """``load_questions("synthetic", split)``: ``train``, ``pretrain`` or a domain name.
-
-    With ``path`` the prepared parquet of that split is read instead (what the pipeline wrote).
-    """
-    if path is not None:
-        from lorauq.data import read_prepared
-
-        return read_prepared(Path(path))
+def synthetic_questions(split: str, spec: WorldSpec | None = None) -> pd.DataFrame:
+    """``load_questions("synthetic", split)``: ``train``, ``pretrain`` or a domain name."""
     spec = spec or WorldSpec()
     if split == "train":
         return finetune_questions(spec)

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lorauq.atomic import atomic_dir
 from lorauq.batching import collate_left
 from lorauq.config import BaseParams, DataParams
 from lorauq.model import build_tiny_model, train_tokenizer
 from lorauq.prompt import format_prompt
-from lorauq.store import atomic_dir
 from lorauq.synthetic import WorldSpec, finetune_questions, pretraining_questions
 
 

@@ -16,7 +16,6 @@ learning-rate scheduler to save: the paper trains at a constant learning rate.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,16 +25,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from lorauq.atomic import atomic_dir, remove_stale_temps
 from lorauq.batching import bucketed_batches, collate_left, last_position_logits, pad_multiple
+from lorauq.checkpoints import LOG_FILE, STATE_FILE, completed_epochs, epoch_dir
 from lorauq.config import LoraParams, TrainParams
 from lorauq.errors import DataError, StoreError
 from lorauq.model import attach_lora, lora_prior
 from lorauq.prompt import encode_prompts, letter_token_ids
-from lorauq.store import atomic_dir, remove_stale_temps
-
-STATE_FILE = "training_state.pt"
-LOG_FILE = "train_log.json"
-_EPOCH_DIR = re.compile(r"^epoch-(\d+)$")
 
 
 @dataclass
@@ -68,26 +64,6 @@ def encode_training_set(
             f"over train.max_length={max_length}; raise it or drop the row"
         )
     return EncodedQuestions(sequences, letters[frame["answer"].to_numpy()])
-
-
-def epoch_dir(member_dir: Path, epoch: int) -> Path:
-    return member_dir / f"epoch-{epoch}"
-
-
-def completed_epochs(member_dir: Path) -> list[int]:
-    """Epochs whose checkpoint folder is complete (only complete ones are ever renamed in)."""
-    if not member_dir.is_dir():
-        return []
-    found = []
-    for child in member_dir.iterdir():
-        match = _EPOCH_DIR.match(child.name)
-        if (
-            match
-            and (child / "adapter_model.safetensors").is_file()
-            and (child / STATE_FILE).is_file()
-        ):
-            found.append(int(match.group(1)))
-    return sorted(found)
 
 
 def _epoch_generator(member: int, epoch: int) -> torch.Generator:

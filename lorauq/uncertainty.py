@@ -3,11 +3,11 @@
 This module knows nothing of models or files, so every number in the reports can be recomputed
 from the logits store and checked against textbook definitions. numpy only, vectorised, float64.
 
-Array conventions (DESIGN §9):
+Array conventions:
 
 * an **ensemble** is ``(n_members, n_questions, n_classes)``; a **prediction set** (one member or
   the ensemble mean) is ``(n_questions, n_classes)``;
-* **labels** are integer class indices ``(n_questions,)``; ``-1`` (unlabelled, DESIGN §4) is
+* **labels** are integer class indices ``(n_questions,)``; ``-1`` (unlabelled) is
   refused by every metric that needs a label rather than silently counted as wrong;
 * all entropies and NLL are in **nats** (natural log); ECE is a **fraction**, not percent.
 
@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lorauq.errors import DataError
+from lorauq.schema import READOUTS, Readout
 
 __all__ = [
     "NLL_FLOOR",
@@ -66,8 +67,6 @@ NLL_FLOOR = float(np.finfo(np.float64).tiny)
 #: through rounding of the stored float32 log-normaliser; beyond this excess the stored
 #: ``logsumexp_vocab`` cannot belong to these logits and the row is refused.
 WITH_OTHER_EXCESS_TOL = 1e-3
-
-_READOUTS = ("renormalized", "with_other")
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,7 +116,7 @@ def check_probs(
 def check_labels(labels: npt.ArrayLike, n_questions: int, n_classes: int) -> np.ndarray:
     """Return ``labels`` as int64 after checking shape ``(n_questions,)`` and range.
 
-    ``-1`` marks an unlabelled question (DESIGN §4); a metric that needs the label cannot
+    ``-1`` marks an unlabelled question; a metric that needs the label cannot
     use it, so it is refused with a message saying so rather than counted as an error.
     Floats holding whole numbers are accepted (pandas turns int columns with NaN into float);
     fractional values, NaN and booleans are not.
@@ -194,12 +193,12 @@ def _check_binary(values: npt.ArrayLike, name: str, n: int) -> np.ndarray:
 def letter_probs(
     logits: npt.ArrayLike,
     n_choices: npt.ArrayLike,
-    readout: str = "renormalized",
+    readout: Readout = "renormalized",
     logsumexp_vocab: npt.ArrayLike | None = None,
 ) -> np.ndarray:
     """Turn stored answer-letter logits into class probabilities (float64).
 
-    ``logits`` is ``(..., K_max)`` with NaN past each row's ``n_choices`` (DESIGN §4); slots
+    ``logits`` is ``(..., K_max)`` with NaN past each row's ``n_choices`` (the logits store's layout); slots
     past ``n_choices`` are ignored whatever they hold. ``n_choices`` is an int or an integer
     array broadcastable to ``logits.shape[:-1]``, each in ``[1, K_max]``.
 
@@ -220,8 +219,8 @@ def letter_probs(
     in a used slot (an overflowed or missing logit has no honest probability), a row whose used
     logits are all ``-inf``, and a non-finite ``logsumexp_vocab``. The result never holds NaN.
     """
-    if readout not in _READOUTS:
-        raise ValueError(f"readout must be one of {_READOUTS}, got {readout!r}")
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
     z = np.asarray(logits, dtype=np.float64)
     if z.ndim < 1 or z.shape[-1] == 0:
         raise DataError(f"logits: expected shape (..., K_max) with K_max >= 1, got {z.shape}")

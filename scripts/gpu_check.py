@@ -36,11 +36,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lorauq.atomic import write_text_atomic
 from lorauq.batching import collate_left, pad_multiple
 from lorauq.config import BaseParams, InferParams, LoraParams, TrainParams
 from lorauq.infer import sequence_letter_logits
 from lorauq.model import attach_lora, load_base_model
-from lorauq.store import write_text_atomic
 from lorauq.train import make_optimizer, train_step
 
 # Mistral-7B-v0.1's config.json (the hub's), so the check needs no download.

@@ -23,13 +23,8 @@ import pytest
 
 from lorauq import analysis
 from lorauq.errors import StoreError
-from lorauq.store import (
-    LOGIT_COLUMNS,
-    normalize_logits_frame,
-    read_logits,
-    validate_logits,
-    write_logits,
-)
+from lorauq.schema import LOGIT_COLUMNS
+from lorauq.store import normalize_logits_frame, read_logits, validate_logits, write_logits
 from lorauq.uncertainty import aurc
 
 MEMBERS = (0, 1, 2)

@@ -27,12 +27,14 @@ import torch
 
 from lorauq import errors
 from lorauq.config import LoraParams, load_params
-from lorauq.data import load_questions, read_prepared
+from lorauq.data import load_questions
 from lorauq.errors import ConfigError, DataError, LorauqError, ModelError, StoreError
 from lorauq.infer import evaluate_member, evaluate_prior
 from lorauq.model import attach_lora, build_tiny_model, load_base_model, load_tokenizer
 from lorauq.prompt import format_prompt, letter_token_ids
-from lorauq.store import LOGIT_COLUMNS, read_logits, write_logits
+from lorauq.questions import read_prepared
+from lorauq.schema import LOGIT_COLUMNS
+from lorauq.store import read_logits, write_logits
 from lorauq.uncertainty import accuracy, letter_probs
 
 torch.set_num_threads(1)
@@ -284,6 +286,30 @@ def _(ctx: Ctx):
 @case("param-unknown-section", ConfigError, "tiny.trian: unknown section (did you mean 'train'?)")
 def _(ctx: Ctx):
     params(**{"tiny.trian.lr": 0.1})
+
+
+def _params_file_with(ctx: Ctx, extra: str) -> Path:
+    path = ctx.tmp / "params.yaml"
+    path.write_text(PARAMS.read_text(encoding="utf-8") + extra, encoding="utf-8")
+    return path
+
+
+@case(
+    "param-top-level-typo",
+    ConfigError,
+    "lroa_rank_typo: unknown top-level key in … params.yaml",
+)
+def _(ctx: Ctx):
+    load_params(_params_file_with(ctx, "lroa_rank_typo: 8\n"))
+
+
+@case(
+    "param-top-level-beside-members",
+    ConfigError,
+    "member: unknown top-level key in … params.yaml (did you mean 'members'?)",
+)
+def _(ctx: Ctx):
+    load_params(_params_file_with(ctx, "member: [0, 1]\n"))
 
 
 @case("param-wrong-type", ConfigError, "tiny.train.batch_size: expected int, got str 'eight'")

@@ -16,15 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lorauq.data import (
-    MMLU_CSV_HEADER,
-    QUESTION_COLUMNS,
-    load_questions,
-    read_prepared,
-    save_questions,
-    validate_questions,
-)
+from lorauq.data import MMLU_CSV_HEADER, load_questions
 from lorauq.errors import DataError
+from lorauq.questions import read_prepared, save_questions, validate_questions
+from lorauq.schema import QUESTION_COLUMNS
 from lorauq.subjects import (
     MMLU_GROUPS,
     MMLU_SUBJECTS,
@@ -377,14 +372,15 @@ def test_own_files_without_id_or_subject(tmp_path):
     assert set(frame["subject"]) == {"quiz"} == set(frame["group"])
 
 
-def test_synthetic_is_delegated(monkeypatch):
-    import sys
-    import types
+def test_synthetic_is_generated_from_the_given_world():
+    from lorauq.synthetic import WorldSpec, domain_questions
 
-    fake = types.ModuleType("lorauq.synthetic")
-    fake.synthetic_questions = lambda split, path=None: ("called", split, path)
-    monkeypatch.setitem(sys.modules, "lorauq.synthetic", fake)
-    assert load_questions("synthetic", "train", path="x") == ("called", "train", "x")
+    world = WorldSpec(seed=3, unseen_words=7)
+    frame = load_questions("synthetic", "unseen", world=world)
+    pd.testing.assert_frame_equal(frame, domain_questions("unseen", world))
+    assert len(frame) == 7
+    with pytest.raises(DataError, match="takes no path="):
+        load_questions("synthetic", "train", path="x")
 
 
 # --------------------------------------------------------------------------- validation errors

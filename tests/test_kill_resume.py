@@ -18,7 +18,7 @@ import pytest
 import tinyworld as tw
 import torch
 
-from lorauq.train import STATE_FILE, completed_epochs
+from lorauq.checkpoints import STATE_FILE, completed_epochs
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.slow  # two child processes and three short trainings (~20 s)

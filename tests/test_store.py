@@ -1,27 +1,14 @@
-"""The logits store: schema, round trips, the prior broadcast and atomic writes."""
+"""The logits store: schema, round trips, the prior broadcast, failed writes."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from lorauq.errors import LorauqError, StoreError
-from lorauq.store import (
-    KEY_COLUMNS,
-    LOGIT_COLUMNS,
-    LOGITS_COLUMNS,
-    PRIOR_MEMBER,
-    atomic_path,
-    broadcast_prior,
-    read_logits,
-    validate_logits,
-    write_logits,
-    write_text_atomic,
-)
+from lorauq.schema import KEY_COLUMNS, LOGIT_COLUMNS, LOGITS_COLUMNS, PRIOR_MEMBER
+from lorauq.store import broadcast_prior, read_logits, validate_logits, write_logits
 
 
 def make_frame(member=0, epochs=(1,), eval_sets=("in_domain",), n_choices=(4, 5, 2), seed=0):
@@ -264,58 +251,6 @@ def test_store_error_is_lorauq_error():
     assert issubclass(StoreError, LorauqError)
 
 
-# --------------------------------------------------------------------------- atomic writes
-
-
-def test_atomic_path_success_replaces(tmp_path):
-    target = tmp_path / "out.txt"
-    target.write_text("old")
-    with atomic_path(target) as tmp:
-        assert tmp.parent == tmp_path
-        assert tmp != target
-        tmp.write_text("new")
-        assert target.read_text() == "old"  # not visible until the block ends
-    assert target.read_text() == "new"
-    assert files_in(tmp_path) == ["out.txt"]
-
-
-@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
-def test_atomic_path_failure_keeps_old_and_cleans_up(tmp_path, error):
-    target = tmp_path / "out.txt"
-    target.write_text("old")
-    with pytest.raises(error), atomic_path(target) as tmp:
-        tmp.write_text("half written")
-        raise error("killed")
-    assert target.read_text() == "old"
-    assert files_in(tmp_path) == ["out.txt"]
-
-
-def test_atomic_path_failure_without_old_file(tmp_path):
-    target = tmp_path / "sub" / "out.bin"
-    with pytest.raises(ValueError), atomic_path(target) as tmp:
-        tmp.write_bytes(b"x")
-        raise ValueError
-    assert not target.exists()
-    assert files_in(tmp_path / "sub") == []
-
-
-def test_atomic_path_temp_removed_even_if_never_written(tmp_path):
-    target = tmp_path / "out.txt"
-    with pytest.raises(OSError), atomic_path(target) as tmp:
-        os.unlink(tmp)
-        raise OSError("gone")
-    assert files_in(tmp_path) == []
-
-
-def test_write_text_atomic(tmp_path):
-    target = tmp_path / "a" / "b" / "metrics.json"
-    write_text_atomic(target, '{"x": 1}\n')
-    assert target.read_text(encoding="utf-8") == '{"x": 1}\n'
-    write_text_atomic(target, "ünïcode ✓")
-    assert target.read_text(encoding="utf-8") == "ünïcode ✓"
-    assert files_in(target.parent) == ["metrics.json"]
-
-
 def test_failed_write_logits_keeps_old_table(tmp_path):
     target = tmp_path / "member-0.parquet"
     write_logits(make_frame(seed=1), target)
@@ -326,23 +261,3 @@ def test_failed_write_logits_keeps_old_table(tmp_path):
         write_logits(bad, target)
     assert target.read_bytes() == before
     assert files_in(tmp_path) == ["member-0.parquet"]
-
-
-def test_atomic_dir_failure_between_renames_restores_the_previous_folder(tmp_path, monkeypatch):
-    from lorauq.store import atomic_dir
-
-    target = tmp_path / "epoch-1"
-    target.mkdir()
-    (target / "weights").write_text("previous")
-    real_rename = Path.rename
-
-    def failing_rename(self, destination):
-        if Path(destination) == target:
-            raise OSError("simulated failure while renaming the new folder into place")
-        return real_rename(self, destination)
-
-    monkeypatch.setattr(Path, "rename", failing_rename)
-    with pytest.raises(OSError, match="simulated failure"), atomic_dir(target) as tmp:
-        (tmp / "weights").write_text("new")
-    assert (target / "weights").read_text() == "previous"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch-1"]  # no hidden leftovers

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lorauq.data import QUESTION_COLUMNS, save_questions, validate_questions
 from lorauq.errors import ConfigError, DataError
+from lorauq.questions import read_prepared, save_questions, validate_questions
+from lorauq.schema import QUESTION_COLUMNS
 from lorauq.synthetic import (
     DOMAINS,
     GROUPS,
@@ -226,7 +227,7 @@ def test_group_column_names_the_domain():
     assert first_noisy < len(train) - (train["group"] == "noisy").sum()
 
 
-def test_synthetic_questions_dispatch_and_prepared_path(tmp_path):
+def test_synthetic_questions_dispatch_and_round_trip(tmp_path):
     spec = SMALL
     pd.testing.assert_frame_equal(synthetic_questions("train", spec=spec), finetune_questions(spec))
     pd.testing.assert_frame_equal(
@@ -236,7 +237,7 @@ def test_synthetic_questions_dispatch_and_prepared_path(tmp_path):
         synthetic_questions("noisy", spec=spec), domain_questions("noisy", spec)
     )
     path = save_questions(domain_questions("known", spec), tmp_path / "known.parquet")
-    back = synthetic_questions("known", path=path)
+    back = read_prepared(path)
     assert back["id"].tolist() == domain_questions("known", spec)["id"].tolist()
     assert [list(c) for c in back["choices"]] == [GROUP_NAMES] * len(back)
 

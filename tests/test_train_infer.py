@@ -17,15 +17,17 @@ import pytest
 import torch
 from tinyworld import BASE, DATA, INFER, LORA, TRAIN, WORLD
 
+from lorauq.checkpoints import LOG_FILE, STATE_FILE, completed_epochs
 from lorauq.config import InferParams, TrainParams
 from lorauq.errors import DataError, StoreError
 from lorauq.infer import evaluate_member, evaluate_prior, letter_logits
 from lorauq.model import load_base_model, load_tokenizer, lora_pairs, lora_prior
 from lorauq.prompt import format_prompt, letter_token_ids
-from lorauq.store import LOGIT_COLUMNS, PRIOR_MEMBER, read_logits
+from lorauq.schema import LOGIT_COLUMNS, PRIOR_MEMBER
+from lorauq.store import read_logits
 from lorauq.synthetic import WorldSpec, domain_questions, finetune_questions
 from lorauq.tinybase import build_tiny_base
-from lorauq.train import LOG_FILE, STATE_FILE, completed_epochs, train_member
+from lorauq.train import train_member
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.slow  # trains models (about 15 s on one core)
