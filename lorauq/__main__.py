@@ -7,7 +7,8 @@ import sys
 
 from lorauq.config import load_params
 from lorauq.errors import LorauqError
-from lorauq.pipeline import Layout, prepare
+from lorauq.layout import Layout
+from lorauq.stages import prepare
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params)
-        for name, path in prepare(params, Layout()).items():
+        for name, path in prepare.run(params, Layout()).items():
             print(f"{name}: {path}")
     except LorauqError as exc:
         print(f"error: {exc}", file=sys.stderr)

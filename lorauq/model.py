@@ -97,6 +97,12 @@ def base_reference(params: BaseParams, tiny_dir: str | Path) -> str:
     return str(tiny_dir) if params.kind == "tiny" else str(params.model)
 
 
+def load_base(params: BaseParams, tiny_dir: str | Path):
+    """(model, tokenizer) of the experiment's base, loaded once per process."""
+    reference = base_reference(params, tiny_dir)
+    return load_base_model(reference, params), load_tokenizer(reference, params)
+
+
 def _quantization_config(params: BaseParams):
     if params.quantization == "none":
         return None

@@ -14,7 +14,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 SETUP = """import os
 
 from lorauq.config import load_params
-from lorauq.pipeline import Layout, find_root
+from lorauq.layout import Layout, find_root
 
 ROOT = find_root(root)
 os.chdir(ROOT)  # every path in params.yaml and dvc.yaml is relative to the repository root
@@ -45,15 +45,14 @@ NOTEBOOKS = {
         "unchanged by every later stage.",
         ("parameters", PARAMETERS),
         SETUP,
-        "from lorauq.pipeline import build_base\n\nbuild_base(params, layout)",
+        "from lorauq.stages import base\n\nbase.run(params, layout)",
         "## What the base knows\n"
         "How to read it: `parameters` and `vocab_size` give the model's size; `final_loss` is the "
         "mean next-token loss over the last 20 pre-training steps (nats per token; lower means "
         "the pre-training corpus was learned). The real test comes in 04: the `known` eval set "
         "must score well above chance at epoch 0, *before* any fine-tuning. The `paper` profile "
         "prints the model reference instead.",
-        'pretraining = layout.base / "pretraining.json"\n'
-        'print(pretraining.read_text() if pretraining.exists() else (layout.base / "base.json").read_text())',
+        "print(base.summary(layout))",
     ],
     "02_finetune.ipynb": [
         "# 02 · Fine-tune one ensemble member\n\n"
@@ -70,7 +69,7 @@ NOTEBOOKS = {
         "would. Each folder loads with `PeftModel.from_pretrained` and no lorauq.",
         ("parameters", PARAMETERS + "\nmember: int = 0  # the member to train; its id is its seed"),
         SETUP,
-        "from lorauq.pipeline import finetune\n\nlogs = finetune(params, member, layout)",
+        "from lorauq.stages import finetune\n\nlogs = finetune.run(params, member, layout)",
         "## Training curve\n"
         "One row per epoch. `loss` is the mean cross-entropy at the answer position (nats; a "
         "uniform guess among four letters scores ln 4 ≈ 1.39), `prior` the mean LoRA prior term "
@@ -97,7 +96,7 @@ NOTEBOOKS = {
             PARAMETERS + "\nmember: int = -1  # the member to evaluate; -1: the prior (epoch 0)",
         ),
         SETUP,
-        "from lorauq.pipeline import infer\n\npath = infer(params, None if member < 0 else member, layout)\npath",
+        "from lorauq.stages import infer\n\npath = infer.run(params, None if member < 0 else member, layout)\npath",
         "## A look at the table\n"
         "Questions per epoch and eval set. Every epoch must hold the same counts: a gap means an "
         "epoch's checkpoint was missing or incomplete. The prior has epoch 0 only; a member has "
@@ -125,13 +124,14 @@ NOTEBOOKS = {
         "to be unsure: **high expected entropy**, accuracy capped near 0.5 + 0.5/5 = 0.6 |\n\n"
         "In the `paper` profile (Mistral-7B-v0.1 fine-tuned on CommonsenseQA) the eval sets are "
         "`cqa` (in-domain), `mmlu_stem` and `mmlu_ss` (out-of-domain); the paper-profile notes "
-        "below quote the authors' draft figures (notes/paper.md §4) as ranges to compare against, "
+        "below quote the authors' draft figures (docs/paper.md) as ranges to compare against, "
         "not as truth.",
         ("parameters", PARAMETERS),
         SETUP,
-        "from lorauq.pipeline import draw_figures, ensemble_logits, write_metrics, write_tables\n\n"
-        "logits = ensemble_logits(params, layout)\nmetrics = write_metrics(params, logits, layout)\n"
-        "tables = write_tables(params, logits, layout)\nfigures = draw_figures(params, tables, layout)",
+        "%matplotlib inline\nfrom lorauq.stages import figures\n\n"
+        "report = figures.run(params, layout)\nmetrics, tables = report.metrics, report.tables\n"
+        "for name, why in report.skipped.items():\n"
+        '    print(f"not drawn: {name}: {why}")',
         "## Headline numbers\n"
         "`prior` is epoch 0 (the base model), `final` the last epoch, for the full ensemble: the "
         "metrics above plus AURC (area under the risk–coverage curve, a mean error rate) and "
@@ -157,7 +157,7 @@ NOTEBOOKS = {
         "barely moves. MMLU STEM stays ≈ .49–.50 and MMLU social sciences drifts ≈ .69 → .67. "
         "The gap between the two curves is what ensembling buys: mainly a smaller rise of NLL "
         "and ECE.",
-        'from IPython.display import Image\n\nImage(filename=str(figures["fig_a_metrics_over_epochs"][0]))',
+        'report.figure("fig_a_metrics_over_epochs")',
         "## Fig B · Agreement with a reference ensemble\n"
         "**What it shows.** How reproducible the ensemble's answers are. The paper compared its "
         "ensemble with an independently trained one (rank 32, M = 5); with one experiment, the "
@@ -178,7 +178,7 @@ NOTEBOOKS = {
         "halves reference both sides are smaller (2 vs 3 members for M = 5), so expect somewhat "
         "lower agreement than the paper's; point `analysis.reference` at a second ensemble's "
         "logits folder to reproduce the paper's comparison.",
-        'Image(filename=str(figures["fig_b_agreement"][0])) if "fig_b_agreement" in figures else None',
+        'report.figure("fig_b_agreement")',
         "## Fig C · Predictive entropy against mutual information\n"
         "**What it shows.** 2-D histograms of every question: x = predictive entropy H(p̄) "
         "(total uncertainty), y = mutual information (epistemic part: how much the members "
@@ -195,7 +195,7 @@ NOTEBOOKS = {
         "set, out-of-domain MMLU included (growing over-confidence), while MI grows 5–15×; wrong "
         "answers carry more entropy and MI than right ones; on MMLU STEM right and wrong overlap "
         "most — the signal of a domain the model cannot learn.",
-        'Image(filename=str(figures["fig_c_entropy_vs_mi"][0]))',
+        'report.figure("fig_c_entropy_vs_mi")',
         "## What was learned and what was forgotten\n"
         "**What it shows.** For every epoch, each labelled question's move since epoch 0 (the "
         "base model), as stacked fractions of the eval set: stayed right, *learned* (wrong → "
@@ -208,7 +208,7 @@ NOTEBOOKS = {
         "abstract, should *stay* learned in the over-fitting regime (epochs ≳ 3–5) even while "
         "NLL and ECE rise; on MMLU the forgotten share should be a few points (accuracy drifts "
         "≈ .69 → .67 on social sciences), roughly balanced by questions learned by chance.",
-        'Image(filename=str(figures["learned_forgotten"][0]))',
+        'report.figure("learned_forgotten")',
         'tables["transitions"].query(\'transition == "forgotten"\').pivot(\n'
         '    index="epoch", columns="eval_set", values="count"\n)',
         "## When to trust it · Reliability diagrams\n"
@@ -224,7 +224,7 @@ NOTEBOOKS = {
         "**Paper profile.** ECE ≈ .08 at epoch 0, lowest (≈ .03) after one epoch, then rising to "
         "≈ .10–.18 at epoch 10, so at the final epoch expect dots below the diagonal in the "
         "high-confidence bins — over-confidence from over-fitting, worse out of domain.",
-        'Image(filename=str(figures["reliability"][0]))',
+        'report.figure("reliability")',
         "## When to trust it · Risk–coverage\n"
         "**What it shows.** Selective prediction with the ensemble at the last epoch: answer only "
         "the fraction *coverage* (x, 0–1) of questions with the highest max p̄ and abstain on "
@@ -236,7 +236,7 @@ NOTEBOOKS = {
         "(chance) at every coverage — there is nothing to be confident about.\n\n"
         "**Paper profile.** CQA should fall from ≈ .18 at full coverage to a few percent at low "
         "coverage; MMLU STEM starts near .5 and falls less, the hard domain again.",
-        'Image(filename=str(figures["risk_coverage"][0]))',
+        'report.figure("risk_coverage")',
         "## When to trust it · Out-of-domain detection (ROC)\n"
         "**What it shows.** One panel per other eval set: can a score tell its questions "
         "(positives) from the in-domain ones (negatives)? Curves for predictive entropy, mutual "
@@ -251,7 +251,7 @@ NOTEBOOKS = {
         "**Paper profile.** CQA (5 options) against MMLU (4 options): the authors' helper code "
         "computed these AUROCs but no published number is known. Entropy is capped at ln K, so "
         "a different K alone shifts it; MI is less affected by that and is the score to trust.",
-        'Image(filename=str(figures["ood_roc"][0])) if "ood_roc" in figures else None',
+        'report.figure("ood_roc")',
         "## Ensemble size\n"
         "**What it shows.** At the last epoch, each metric of the ensemble of the first M "
         "members against M (x, integer). Units as in Fig A; MI in nats. NLL and ECE should fall "
@@ -260,7 +260,7 @@ NOTEBOOKS = {
         "**Tiny world.** The biggest change is from M = 1 to 2–3; `unseen` MI grows most.\n\n"
         "**Paper profile.** The claim (unverified) is that M = 5 is nearly as good as larger "
         "ensembles: expect curves nearly flat by M = 4–5.",
-        'Image(filename=str(figures["ensemble_size"][0]))',
+        'report.figure("ensemble_size")',
         "## Per subject\n"
         "**What it shows.** At the last epoch, the full ensemble's accuracy (fraction, x from 0 "
         "to 1) and mean mutual information (nats) per subject, one row of panels per eval set. "
@@ -273,7 +273,7 @@ NOTEBOOKS = {
         "**Paper profile.** Expect the mathematical STEM subjects (abstract algebra, college "
         "mathematics, …) near chance (.25) with the highest MI, and the social sciences well "
         "above it.",
-        'Image(filename=str(figures["subjects"][0]))',
+        'report.figure("subjects")',
         "## How much probability do the answer letters hold?\n"
         "**Why it matters.** The renormalised read-out divides the letters' probabilities by "
         "their sum, so a model that put 60 % of its mass on some other token still looks like a "
@@ -291,7 +291,7 @@ NOTEBOOKS = {
         "on MMLU would mean epoch-0 numbers are read-out artefacts. Training with the "
         "full-vocabulary loss pushes the in-domain mass towards 1 after one epoch; watch "
         "whether the out-of-domain sets follow.",
-        'Image(filename=str(figures["letter_mass"][0]))',
+        'report.figure("letter_mass")',
         'tables["letter_mass"].query(\'statistic == "mean"\').pivot(\n'
         '    index="epoch", columns="eval_set", values="value"\n)',
     ],

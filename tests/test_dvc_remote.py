@@ -10,17 +10,14 @@ instead of running it, and its metrics must be the ones the pushed logits give.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from workspace import copy_repository
+from workspace import sh as _sh
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 SMALL = {
     "members": [0, 1],
@@ -31,70 +28,13 @@ SMALL = {
 }
 
 
-def _env(clone: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "GIT_"))}
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONPATH=str(clone),  # the clone's lorauq, not an installed one
-        HF_HUB_OFFLINE="1",
-        HF_DATASETS_OFFLINE="1",
-        DVC_NO_ANALYTICS="1",
-        MPLBACKEND="Agg",
-        TOKENIZERS_PARALLELISM="false",
-        OMP_NUM_THREADS="1",
-        GIT_AUTHOR_NAME="lorauq test",
-        GIT_AUTHOR_EMAIL="test@example.invalid",
-        GIT_COMMITTER_NAME="lorauq test",
-        GIT_COMMITTER_EMAIL="test@example.invalid",
-    )
-    return env
-
-
-def _sh(clone: Path, *args: str) -> str:
-    done = subprocess.run(
-        args, cwd=clone, env=_env(clone), capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, (
-        f"{' '.join(args)} failed in {clone.name}:\n{done.stdout}\n{done.stderr}"
-    )
-    return done.stdout + done.stderr
-
-
-def _source_files() -> list[str]:
-    """Tracked and untracked-but-not-ignored files: the working tree as it is now."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    return [name for name in listed if name and (ROOT / name).is_file()]
-
-
-def _small_params(path: Path) -> None:
-    params = yaml.safe_load(path.read_text())
-    for dotted, value in SMALL.items():
-        *parents, last = dotted.split(".")
-        node = params
-        for key in parents:
-            node = node[key]
-        node[last] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 @pytest.fixture(scope="module")
 def machines(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("machines")
     origin, remote = tmp / "origin", tmp / "dvc-remote"
-    for name in _source_files():
-        (origin / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, origin / name)
-    _small_params(origin / "params.yaml")
-    _sh(origin, "git", "init", "-q")
+    copy_repository(origin, SMALL)
     _sh(origin, "dvc", "remote", "add", "-d", "shared", str(remote))
-    _sh(origin, "git", "add", "-A")
-    _sh(origin, "git", "commit", "-qm", "small experiment")
+    _sh(origin, "git", "commit", "-qam", "a DVC remote")
 
     clones = {name: tmp / name for name in ("a", "b", "c")}
     for clone in clones.values():
@@ -162,7 +102,8 @@ def test_third_machine_restores_members_instead_of_running_them(machines) -> Non
 @pytest.mark.slow
 def test_third_machine_metrics_are_those_of_the_pushed_logits(machines, tmp_path) -> None:
     from lorauq.config import load_params
-    from lorauq.pipeline import Layout, ensemble_logits, write_metrics
+    from lorauq.layout import Layout
+    from lorauq.stages.figures import ensemble_logits, headline_metrics
 
     a, b, c = machines["a"], machines["b"], machines["c"]
     reference = tmp_path / "reference"
@@ -171,7 +112,7 @@ def test_third_machine_metrics_are_those_of_the_pushed_logits(machines, tmp_path
         shutil.copy(source / "data" / "logits" / name, reference / "data" / "logits" / name)
     params = load_params(c / "params.yaml")
     layout = Layout(reference)
-    expected = write_metrics(params, ensemble_logits(params, layout), layout)
+    expected = headline_metrics(params, ensemble_logits(params, layout))
     produced = json.loads((c / "reports" / "metrics.json").read_text())
     assert produced == json.loads(json.dumps(expected, sort_keys=True))
     assert produced["config"]["members"] == 2

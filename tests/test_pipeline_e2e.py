@@ -16,15 +16,8 @@ import pytest
 import torch
 
 from lorauq.config import load_params
-from lorauq.pipeline import (
-    Layout,
-    build_base,
-    ensemble_logits,
-    finetune,
-    infer,
-    prepare,
-    write_metrics,
-)
+from lorauq.layout import Layout
+from lorauq.stages import base, figures, finetune, infer, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -40,14 +33,14 @@ def test_tiny_world_uncertainty_lands_where_built(tmp_path: Path, world_seed: in
         {"tiny.data.world.seed": world_seed, "tiny.base.seed": world_seed},
     )
     layout = Layout(tmp_path)
-    prepare(params, layout)
-    build_base(params, layout, progress=False)
+    prepare.run(params, layout)
+    base.run(params, layout, progress=False)
     for member in params.members:
-        finetune(params, member, layout, progress=False)
-    infer(params, None, layout, progress=False)
+        finetune.run(params, member, layout, progress=False)
+    infer.run(params, None, layout, progress=False)
     for member in params.members:
-        infer(params, member, layout, progress=False)
-    metrics = write_metrics(params, ensemble_logits(params, layout), layout)
+        infer.run(params, member, layout, progress=False)
+    metrics = figures.run(params, layout).metrics
 
     prior, final = metrics["prior"], metrics["final"]
     assert final["in_domain"]["accuracy"] >= 0.9

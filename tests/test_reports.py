@@ -14,15 +14,10 @@ from test_analysis import MEMBERS, OTHER_MASS, build_logits
 from lorauq import analysis
 from lorauq.config import load_params
 from lorauq.errors import ConfigError
-from lorauq.pipeline import (
-    Layout,
-    agreement,
-    draw_figures,
-    ensemble_logits,
-    write_metrics,
-    write_tables,
-)
-from lorauq.store import PRIOR_MEMBER, write_logits
+from lorauq.layout import Layout
+from lorauq.schema import PRIOR_MEMBER
+from lorauq.stages import figures as figures_stage
+from lorauq.store import write_logits
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,10 +38,8 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> tuple[Layout, dict, dic
     params = load_params(
         ROOT / "params.yaml", {"members": list(MEMBERS), "tiny.analysis.hist_epochs": [1, 2]}
     )
-    logits = ensemble_logits(params, layout)
-    metrics = write_metrics(params, logits, layout)
-    tables = write_tables(params, logits, layout)
-    return layout, metrics, tables, draw_figures(params, tables, layout)
+    report = figures_stage.run(params, layout)
+    return layout, report.metrics, report.tables, report.files
 
 
 def test_metrics_json_has_aurc_ood_auroc_and_letter_mass(reports) -> None:
@@ -89,7 +82,9 @@ def test_reference_can_be_another_ensembles_logits(reports) -> None:
     params = load_params(
         ROOT / "params.yaml", {"members": list(MEMBERS), "tiny.analysis.reference": "data/logits"}
     )
-    table = agreement(params, ensemble_logits(params, layout), layout)
+    table, _ = figures_stage.agreement(
+        params, figures_stage.ensemble_logits(params, layout), layout
+    )
     assert (table["reference"] == "members 0–2 (M=3)").all()
     ensemble = table[table.estimator == "ensemble"].set_index("metric")["value"]
     assert (ensemble["agreement"] == 1).all()
@@ -99,7 +94,86 @@ def test_reference_can_be_another_ensembles_logits(reports) -> None:
 def test_one_member_has_no_halves_and_no_fig_b(reports) -> None:
     layout, _, _, _ = reports
     params = load_params(ROOT / "params.yaml", {"members": [MEMBERS[0]]})
-    table = agreement(params, ensemble_logits(params, layout), layout)
+    table, _ = figures_stage.agreement(
+        params, figures_stage.ensemble_logits(params, layout), layout
+    )
     assert table.empty and list(table.columns) == list(analysis.AGREEMENT_COLUMNS)
     with pytest.raises(ConfigError, match=r"analysis\.reference"):
         load_params(ROOT / "params.yaml", {"tiny.analysis.reference": " "})
+
+
+# --------------------------------------------------------------------------- unusual shapes
+
+
+def _store(layout: Layout, table: pd.DataFrame) -> None:
+    """Write ``table`` as the store the stage reads: the prior once, one file per member."""
+    first = table.member.min()
+    write_logits(
+        table[(table.member == first) & (table.epoch == 0)].assign(member=PRIOR_MEMBER),
+        layout.prior_logits,
+    )
+    for member in sorted(set(table.member)):
+        write_logits(
+            table[(table.member == member) & (table.epoch > 0)], layout.member_logits(member)
+        )
+
+
+SHAPES = {
+    # name: (rows kept, param overrides, figures that must be missing with a reason excerpt)
+    "one eval set": (
+        lambda t: t.eval_set == "in_domain",
+        {},
+        {"ood_roc": "one eval set"},
+    ),
+    "no in-domain set": (
+        lambda t: t.eval_set != "in_domain",
+        {},
+        {"ood_roc": "'in_domain' is not an eval set"},
+    ),
+    "one member": (
+        lambda t: t.member == MEMBERS[0],
+        {"members": [MEMBERS[0]]},
+        {"fig_b_agreement": "one member"},
+    ),
+    "one epoch": (lambda t: t.epoch <= 1, {}, {}),
+    "one set, one member, one epoch": (
+        lambda t: (t.eval_set == "near") & (t.member == MEMBERS[0]) & (t.epoch <= 1),
+        {"members": [MEMBERS[0]]},
+        {"ood_roc": "'in_domain' is not an eval set", "fig_b_agreement": "one member"},
+    ),
+    "unlabelled only": (
+        lambda t: (t.eval_set == "near") & (t.answer < 0),
+        {},
+        {"reliability": "no eval set has labelled questions", "fig_c_entropy_vs_mi": "labelled"},
+    ),
+}
+
+
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_every_shape_writes_every_table_and_says_what_it_skips(
+    tmp_path: Path, shape: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keep, overrides, missing = SHAPES[shape]
+    table = build_logits()
+    layout = Layout(tmp_path)
+    _store(layout, table[keep(table)])
+    params = load_params(
+        ROOT / "params.yaml",
+        {"members": list(MEMBERS), "tiny.analysis.hist_epochs": [1, 2], **overrides},
+    )
+    report = figures_stage.run(params, layout)
+    for name in figures_stage.TABLES:
+        assert (layout.reports / "plots" / f"{name}.csv").is_file(), name
+    assert (layout.reports / "metrics.json").is_file()
+    for figure, why in missing.items():
+        assert figure not in report.figures and why in report.skipped[figure], figure
+        assert report.figure(figure) is None
+        assert why in capsys.readouterr().out
+    drawn = set(report.figures) | set(report.skipped)
+    assert drawn == {
+        path.split("/")[-1][:-4]
+        for path in yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]
+    }
+    for name, paths in report.files.items():
+        assert all(path.is_file() for path in paths), name
+    assert "fig_a_metrics_over_epochs" in report.figures  # every shape has metrics to plot

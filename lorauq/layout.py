@@ -1,0 +1,71 @@
+"""Where every artefact of an experiment lives, relative to the repository root.
+
+The paths are the ones ``dvc.yaml`` declares as each stage's outputs, so a stage writes
+exactly what DVC tracks and a member can be built alone on any machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from lorauq.errors import StoreError
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The experiment's folders under ``root`` (the repository root by default)."""
+
+    root: Path = Path(".")
+
+    @property
+    def prepared(self) -> Path:
+        return self.root / "data" / "prepared"
+
+    @property
+    def base(self) -> Path:
+        return self.root / "data" / "base"
+
+    @property
+    def adapters(self) -> Path:
+        return self.root / "data" / "adapters"
+
+    @property
+    def logits(self) -> Path:
+        return self.root / "data" / "logits"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def train_table(self) -> Path:
+        return self.prepared / "train.parquet"
+
+    def eval_table(self, name: str) -> Path:
+        return self.prepared / "eval" / f"{name}.parquet"
+
+    def member_dir(self, member: int) -> Path:
+        return self.adapters / f"member-{member}"
+
+    def member_logits(self, member: int) -> Path:
+        return self.logits / f"member-{member}.parquet"
+
+    @property
+    def prior_logits(self) -> Path:
+        return self.logits / "prior.parquet"
+
+
+def find_root(start: str | Path | None = None) -> Path:
+    """The repository root: the nearest folder upwards holding ``params.yaml`` and ``dvc.yaml``.
+
+    Notebooks run from ``notebooks/`` in JupyterLab and from the root under papermill/DVC;
+    both find the same root.
+    """
+    here = Path(start or Path.cwd()).resolve()  # "" or None: the working folder
+    for folder in (here, *here.parents):
+        if (folder / "params.yaml").is_file() and (folder / "dvc.yaml").is_file():
+            return folder
+    raise StoreError(
+        f"{here}: no params.yaml + dvc.yaml here or above; run from inside the lorauq repository"
+    )

@@ -1,0 +1,181 @@
+"""Every module a DVC stage runs is among its deps, and no other: a code change reruns exactly
+the stages that execute it.
+
+Each stage's module set is derived here, independently of ``dvc.yaml``: the imports of the
+stage's notebook (or of ``python -m lorauq``), closed over what those modules import, at the
+top or inside functions (a lazy import runs too), with the packages' ``__init__`` files. The
+set must equal the ``lorauq/`` files the stage lists. A second test edits modules in a clone
+and asks ``dvc status`` itself which stages changed.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "lorauq"
+
+
+def _module_file(module: str) -> Path | None:
+    """The file of ``lorauq.x.y`` (module or package), or None if it is not one of ours."""
+    if module != PACKAGE and not module.startswith(PACKAGE + "."):
+        return None
+    base = ROOT.joinpath(*module.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(source: str, filename: str) -> set[str]:
+    """Every module an ``import`` or ``from … import`` anywhere in ``source`` may load.
+
+    ``from lorauq.stages import figures`` may name a submodule: both the package and
+    ``lorauq.stages.figures`` are returned, and the caller keeps the ones that are files.
+    """
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _with_parents(module: str) -> list[str]:
+    parts = module.split(".")
+    return [".".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def module_closure(entry_imports: set[str]) -> set[Path]:
+    """The files of every ``lorauq`` module reachable from ``entry_imports``."""
+    todo = [m for name in entry_imports for m in _with_parents(name)]
+    seen: set[Path] = set()
+    while todo:
+        file = _module_file(todo.pop())
+        if file is None or file in seen:
+            continue
+        seen.add(file)
+        for name in _imports(file.read_text(encoding="utf-8"), str(file)):
+            todo.extend(_with_parents(name))
+    return seen
+
+
+def notebook_imports(path: Path) -> set[str]:
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    code = "\n".join(
+        line
+        for cell in cells
+        if cell["cell_type"] == "code"
+        for line in "".join(cell["source"]).splitlines()
+        if not line.lstrip().startswith(("%", "!"))  # IPython magics are not Python
+    )
+    return _imports(code, str(path))
+
+
+def stage_definitions() -> dict[str, dict]:
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
+    return {name: body.get("do", body) for name, body in stages.items()}
+
+
+def stage_entry_imports(body: dict) -> set[str]:
+    """What a stage's command runs: its notebooks' imports, or ``python -m lorauq``."""
+    cmd = body["cmd"]
+    imports: set[str] = set()
+    for notebook in re.findall(r"notebooks/[\w.-]+\.ipynb", cmd):
+        if not cmd.split(notebook, 1)[0].rstrip().endswith("papermill"):
+            continue  # the executed copy papermill writes, not a notebook that runs
+        imports |= notebook_imports(ROOT / notebook)
+    if re.search(r"python -m lorauq\b", cmd):
+        imports.add(f"{PACKAGE}.__main__")
+    return imports
+
+
+def declared_module_deps(body: dict) -> set[Path]:
+    deps = {ROOT / d for d in body.get("deps", [])}
+    return {d for d in deps if d.suffix == ".py" and PACKAGE in d.relative_to(ROOT).parts[:1]}
+
+
+@pytest.mark.parametrize("stage", sorted(stage_definitions()))
+def test_stage_deps_are_exactly_the_modules_it_runs(stage: str) -> None:
+    body = stage_definitions()[stage]
+    entry = stage_entry_imports(body)
+    assert entry, f"{stage}: its command runs neither a notebook nor python -m lorauq"
+    expected = module_closure(entry)
+    declared = declared_module_deps(body)
+    relative = sorted(str(p.relative_to(ROOT)) for p in expected)
+    assert declared == expected, (
+        f"{stage}: missing {sorted(str(p.relative_to(ROOT)) for p in expected - declared)}, "
+        f"not run {sorted(str(p.relative_to(ROOT)) for p in declared - expected)}; "
+        f"the stage runs exactly {relative}"
+    )
+
+
+def test_plots_and_training_do_not_reach_each_other() -> None:
+    """The split the deps rely on: the figures never import training, fine-tuning never
+    imports plotting or the sources' loaders."""
+    stages = stage_definitions()
+    finetune = {p.name for p in module_closure(stage_entry_imports(stages["finetune"]))}
+    figures = {p.name for p in module_closure(stage_entry_imports(stages["figures"]))}
+    assert not {"plots.py", "analysis.py", "data.py", "synthetic.py"} & finetune
+    assert not {"train.py", "model.py", "infer.py", "batching.py"} & figures
+
+
+def _dvc(cwd: Path, *args: str) -> str:
+    dvc = Path(sys.executable).with_name("dvc")
+    result = subprocess.run(
+        [str(dvc), *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=300
+    )
+    return result.stdout
+
+
+def _stages_with_changed_deps(clone: Path) -> set[str]:
+    status = json.loads(_dvc(clone, "status", "--json") or "{}")
+    changed = set()
+    for stage, entries in status.items():
+        for entry in entries:
+            if isinstance(entry, dict) and "changed deps" in entry:
+                changed.add(stage.split(":")[-1])
+    return changed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "module",
+    ["lorauq/plots.py", "lorauq/model.py", "lorauq/store.py", "lorauq/data.py", "lorauq/prompt.py"],
+)
+def test_dvc_status_reruns_exactly_the_stages_that_run_a_module(
+    tmp_path: Path, module: str
+) -> None:
+    """Checked from outside: append a line to a module in a clone and ask ``dvc status``."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    for name in ("dvc.yaml", "dvc.lock", module):  # the working tree, committed or not
+        shutil.copy(ROOT / name, clone / name)
+    before = _stages_with_changed_deps(clone)
+    with (clone / module).open("a", encoding="utf-8") as handle:
+        handle.write("# an appended comment\n")
+    after = _stages_with_changed_deps(clone)
+    runs = {
+        name
+        for name, body in stage_definitions().items()
+        if ROOT / module in module_closure(stage_entry_imports(body))
+    }
+
+    def base(stage: str) -> str:
+        return stage.split("@")[0]
+
+    new = after - before
+    assert {base(s) for s in new} == runs - {base(s) for s in before}, (new, runs)
