@@ -74,8 +74,9 @@ class Cube:
     """The probabilities of one eval set as arrays, with the question metadata aligned to them.
 
     ``probs`` is ``(n_members, n_epochs, n_questions, n_classes)``: classes are the letters
-    ``a…`` up to the eval set's largest ``n_choices`` (zero past a question's own
-    ``n_choices``), followed by the "other" class when ``readout="with_other"``.
+    ``a…`` up to the eval set's largest ``n_letters`` (zero past a question's own
+    ``n_letters``: its choices, or more letters when inference stored more), followed by the
+    "other" class when ``readout="with_other"``.
     ``members`` and ``epochs`` are ascending; questions are in ascending ``id`` order.
     """
 
@@ -149,15 +150,15 @@ def probability_cube(
 
 
 def _row_probs(rows: pd.DataFrame, readout: Readout) -> np.ndarray:
-    """Class probabilities per row, trimmed to the eval set's largest ``n_choices`` (+ other)."""
-    n_choices = rows["n_choices"].to_numpy()
+    """Class probabilities per row, trimmed to the eval set's largest ``n_letters`` (+ other)."""
+    n_letters = rows["n_letters"].to_numpy()
     probs = letter_probs(
         rows[LOGIT_COLUMNS].to_numpy(dtype=np.float64),
-        n_choices,
+        n_letters,
         readout=readout,
         logsumexp_vocab=rows["logsumexp_vocab"].to_numpy(dtype=np.float64),
     )
-    letters = probs[:, : int(n_choices.max())]
+    letters = probs[:, : int(n_letters.max())]
     if readout == "with_other":
         return np.concatenate([letters, probs[:, -1:]], axis=1)
     return letters

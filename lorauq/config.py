@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -21,7 +22,7 @@ from typing import Any, Literal
 import yaml
 
 from lorauq.errors import ConfigError, did_you_mean
-from lorauq.schema import Readout
+from lorauq.schema import MAX_CHOICES, MIN_CHOICES, Readout
 
 #: The paper's template, exactly: ``Q: …\nAnswer Choices:\n(a) …\nA: ({letter}).``
 PAPER_TEMPLATE = "Q: {question}\nAnswer Choices:\n{choices}\nA: ({answer})."
@@ -66,6 +67,9 @@ class SourceSpec:
     group: str | None = None
     subjects: list[str] | None = None
     limit: int | None = None
+    #: The hub dataset's commit to load (``datasets.load_dataset(revision=...)``), so the same
+    #: params download the same bytes next year; ignored for local files (``path``).
+    revision: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,10 @@ class DataParams:
     train: SourceSpec = field(default_factory=lambda: SourceSpec("synthetic", "train"))
     eval: dict[str, SourceSpec] = field(default_factory=dict)
     world: dict[str, Any] = field(default_factory=dict)
+    #: How many answer letters inference stores per question: None, each question's own
+    #: choices; K, the letters a… up to K on every set (the authors stored a–e on 4-choice
+    #: MMLU too, so their read-outs have 5 letter classes everywhere).
+    stored_letters: int | None = None
 
 
 @dataclass(frozen=True)
@@ -133,23 +141,59 @@ class InferParams:
 
 
 @dataclass(frozen=True)
+class FigCParams:
+    """Fig C, the entropy–MI histograms: fixed axes make panels comparable across epochs and
+    eval sets (the authors': x 0–ln 4, y 0–0.2, 30 bins, colour 1–1000); None fits the data."""
+
+    readout: Readout = "with_other"
+    epochs: list[int] = field(default_factory=lambda: [1, 3, 6])
+    entropy_max: float | None = None
+    mi_max: float | None = None
+    bins: int = 30
+    count_max: float | None = None
+
+
+@dataclass(frozen=True)
 class AnalysisParams:
+    #: The read-out of the tables, metrics and every figure but Fig C (which has its own).
     readout: Readout = "renormalized"
     n_bins: int = 10
     in_domain: str = "in_domain"
-    hist_epochs: list[int] = field(default_factory=lambda: [1, 3, 6])
-    #: Fig B's reference ensemble: "halves" compares the first ⌊M/2⌋ members with the others
-    #: (two independent ensembles of one experiment); anything else is a logits file or folder
-    #: of another ensemble (the paper used a rank-32 one), relative to the repository root.
+    #: The ensemble the one-ensemble figures show (reliability, risk–coverage, OOD, …);
+    #: None: the first of ``ensembles``.
+    main: str | None = None
+    #: Fig B's reference: an ensemble of this experiment (the paper: the rank-32 one), or
+    #: "halves" (the first ⌊M/2⌋ members of each ensemble against the others).
     reference: str = "halves"
+    fig_c: FigCParams = field(default_factory=FigCParams)
+    #: A CSV of published numbers to set beside ours (reports/paper_comparison.csv), or None.
+    compare_with: str | None = None
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """One ensemble of the experiment: the profile's ``lora`` and ``train`` with its overrides.
+
+    Every ensemble has the experiment's members (seeds); what differs is how each member is
+    trained, e.g. the paper's ``reg_l2`` (no LoRA prior, AdamW weight decay) or ``r32``.
+    """
+
+    name: str
+    lora: LoraParams
+    train: TrainParams
 
 
 @dataclass(frozen=True)
 class Params:
-    """One experiment: the active profile's sections plus the member list."""
+    """One experiment: the active profile's sections, its ensembles and its members."""
 
     profile: str
+    #: Every member id (seed), ascending.
     members: list[int]
+    #: The fine-tuning/inference stages of each ensemble: labels such as ``"3"`` (member 3
+    #: alone) or ``"0-4"`` (members 0 to 4 in one process), as ``dvc.yaml`` names them.
+    units: list[str]
+    ensembles: dict[str, Ensemble]
     base: BaseParams
     data: DataParams
     lora: LoraParams
@@ -159,6 +203,32 @@ class Params:
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def ensemble(self, name: str) -> Ensemble:
+        if name not in self.ensembles:
+            raise ConfigError(
+                f"{self.profile}.ensembles: no ensemble {name!r}"
+                f"{did_you_mean(name, self.ensembles)}; ensembles: {list(self.ensembles)}"
+            )
+        return self.ensembles[name]
+
+    @property
+    def main_ensemble(self) -> str:
+        """The ensemble of the one-ensemble figures: ``analysis.main``, else the first one."""
+        return self.analysis.main or next(iter(self.ensembles))
+
+
+def unit_members(unit: str | int) -> list[int]:
+    """The member ids of a stage label: ``3`` → [3], ``"0-4"`` → [0, 1, 2, 3, 4]."""
+    text = str(unit).strip()
+    match = re.fullmatch(r"(\d+)(?:-(\d+))?", text)
+    if not match:
+        raise ConfigError(f"members: {unit!r} is neither a member id nor a range such as '0-4'")
+    first = int(match.group(1))
+    last = int(match.group(2)) if match.group(2) is not None else first
+    if last < first:
+        raise ConfigError(f"members: range {unit!r} runs backwards; write '{last}-{first}'")
+    return list(range(first, last + 1))
 
 
 _SECTIONS = {
@@ -260,42 +330,69 @@ def _dotted_to_nested(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return nested
 
 
+def _check_training(owner: Params | Ensemble, where: str) -> None:
+    """Ranges of ``lora`` and ``train`` that types alone cannot express (profile or ensemble)."""
+    positive = {
+        "train.epochs": owner.train.epochs,
+        "train.batch_size": owner.train.batch_size,
+        "train.max_length": owner.train.max_length,
+        "lora.r": owner.lora.r,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{where}.{key} must be positive, got {value}")
+    if owner.train.lr <= 0:
+        raise ConfigError(f"{where}.train.lr must be positive, got {owner.train.lr}")
+    for key in ("train.prior_lambda", "train.weight_decay", "train.grad_clip", "lora.dropout"):
+        section, name = key.split(".")
+        if getattr(getattr(owner, section), name) < 0:
+            raise ConfigError(f"{where}.{key} must be >= 0")
+    if not owner.lora.target_modules:
+        raise ConfigError(f"{where}.lora.target_modules: empty")
+
+
 def _check_values(params: Params, where: str) -> None:
     """Range checks that types alone cannot express."""
+    _check_training(params, where)
     positive = {
-        "train.epochs": params.train.epochs,
-        "train.batch_size": params.train.batch_size,
-        "train.max_length": params.train.max_length,
         "infer.max_length": params.infer.max_length,
         "infer.batch_tokens": params.infer.batch_tokens,
-        "lora.r": params.lora.r,
         "analysis.n_bins": params.analysis.n_bins,
     }
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{where}.{key} must be positive, got {value}")
-    if params.train.lr <= 0:
-        raise ConfigError(f"{where}.train.lr must be positive, got {params.train.lr}")
-    for key in ("train.prior_lambda", "train.weight_decay", "train.grad_clip", "lora.dropout"):
-        section, name = key.split(".")
-        if getattr(getattr(params, section), name) < 0:
-            raise ConfigError(f"{where}.{key} must be >= 0")
-    if not params.members:
+    a = params.analysis
+    if a.reference != "halves" and a.reference not in params.ensembles:
         raise ConfigError(
-            "members: the member list is empty; give at least one seed, e.g. [0, 1, 2, 3, 4]"
+            f"{where}.analysis.reference: {a.reference!r} is neither 'halves' nor one of the "
+            f"ensembles {list(params.ensembles)}{did_you_mean(a.reference, params.ensembles)}"
         )
-    if len(set(params.members)) != len(params.members) or any(m < 0 for m in params.members):
-        raise ConfigError(f"members: must be distinct non-negative integers, got {params.members}")
-    if not params.analysis.reference.strip():
+    if a.main is not None and a.main not in params.ensembles:
         raise ConfigError(
-            f"{where}.analysis.reference: give 'halves' or a path to a reference ensemble's logits"
+            f"{where}.analysis.main: {a.main!r} is not one of the ensembles "
+            f"{list(params.ensembles)}{did_you_mean(a.main, params.ensembles)}"
         )
+    for key in ("entropy_max", "mi_max", "count_max"):
+        value = getattr(a.fig_c, key)
+        if value is not None and value <= 0:
+            raise ConfigError(
+                f"{where}.analysis.fig_c.{key} must be positive (or null), got {value}"
+            )
+    if a.fig_c.bins <= 0:
+        raise ConfigError(f"{where}.analysis.fig_c.bins must be positive, got {a.fig_c.bins}")
+    letters = params.data.stored_letters
+    if letters is not None and not MIN_CHOICES <= letters <= MAX_CHOICES:
+        raise ConfigError(
+            f"{where}.data.stored_letters must be {MIN_CHOICES}..{MAX_CHOICES} (or null: each "
+            f"question's own choices), got {letters}"
+        )
+    for ensemble in params.ensembles.values():
+        _check_training(ensemble, f"{where}.ensembles.{ensemble.name}")
     if not params.data.eval:
         raise ConfigError(f"{where}.data.eval: no evaluation sets")
     if params.base.kind == "pretrained" and not params.base.model:
         raise ConfigError(f"{where}.base.model: required when base.kind is 'pretrained'")
-    if not params.lora.target_modules:
-        raise ConfigError(f"{where}.lora.target_modules: empty")
     sources = {"data.train": params.data.train} | {
         f"data.eval.{name}": spec for name, spec in params.data.eval.items()
     }
@@ -315,13 +412,18 @@ def _check_template(template: str, where: str) -> None:
         raise ConfigError(f"{where}: {exc}") from exc
 
 
+#: Keys of a profile section that are not sections of their own.
+PROFILE_KEYS = ("members", "ensembles")
 #: Top-level keys of params.yaml besides the profile sections (which are mappings).
-TOP_LEVEL_KEYS = ("profile", "members")
+#: ``ensembles`` and ``members`` repeat the active profile's for ``dvc.yaml``, which cannot
+#: look them up through ``profile``; ``dvc exp run`` rewrites them (see ``compose.yaml``).
+TOP_LEVEL_KEYS = ("profile", "ensembles", "members")
+_ENSEMBLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 def _check_top_level(raw: Mapping[str, Any], profiles: list[str], source: str) -> None:
-    """A top-level key is ``profile``, ``members`` or a profile section; a typo there would
-    otherwise be ignored silently (``member: [0, 1]`` beside ``members`` trains the old list)."""
+    """A top-level key is one of :data:`TOP_LEVEL_KEYS` or a profile section; a typo there
+    would otherwise be ignored silently (``member: [0, 1]`` beside ``members``)."""
     for key, value in raw.items():
         if key in TOP_LEVEL_KEYS or isinstance(value, Mapping):
             continue
@@ -332,22 +434,105 @@ def _check_top_level(raw: Mapping[str, Any], profiles: list[str], source: str) -
         )
 
 
+def _stage_lists(section: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
+    """(ensemble names, member stages) a profile section declares, as dvc.yaml wants them."""
+    return list(section.get("ensembles") or {}), list(section.get("members") or [])
+
+
+def stage_lists(raw: Mapping[str, Any]) -> dict[str, list]:
+    """The top-level ``ensembles`` and ``members`` that the active profile of ``raw`` implies."""
+    names, units = _stage_lists(raw.get(str(raw.get("profile")), {}))
+    return {"ensembles": names, "members": units}
+
+
+def _check_stage_lists(raw: Mapping[str, Any], source: str) -> None:
+    """The top-level copies must be the profile's: they are what DVC builds stages for."""
+    expected = stage_lists(raw)
+    for key, value in expected.items():
+        if key in raw and list(raw[key]) != value:
+            raise ConfigError(
+                f"{source}: the top-level {key} {list(raw[key])} are not those of profile "
+                f"{raw['profile']!r} ({value}); dvc.yaml builds the stages the top level lists. "
+                "`dvc exp run` copies them from the profile, and so does "
+                f"`python -m lorauq.compose`; change {raw['profile']}.{key}, not the top level"
+            )
+
+
+def _members(units: Any, where: str) -> tuple[list[int], list[str]]:
+    """(member ids, stage labels) of ``members``; members are distinct, stages disjoint."""
+    if not isinstance(units, list) or not units:
+        raise ConfigError(
+            f"{where}: the member list is empty; give at least one seed, e.g. [0, 1, 2, 3, 4] "
+            "(or '0-4' to train them in one stage)"
+        )
+    labels, members = [], []
+    for unit in units:
+        if isinstance(unit, bool) or not isinstance(unit, (int, str)):
+            raise ConfigError(f"{where}: {unit!r} is neither a member id nor a range like '0-4'")
+        ids = unit_members(unit)
+        clash = sorted(set(ids) & set(members))
+        if clash:
+            raise ConfigError(f"{where}: member(s) {clash} appear twice; members must be distinct")
+        labels.append(str(unit).strip())
+        members.extend(ids)
+    return sorted(members), labels
+
+
+def _ensembles(section: Mapping[str, Any], profile: str) -> dict[str, Ensemble]:
+    """Each ensemble's ``lora`` and ``train``: the profile's, with the ensemble's overrides."""
+    raw = section.get("ensembles")
+    where = f"{profile}.ensembles"
+    if not isinstance(raw, Mapping) or not raw:
+        raise ConfigError(
+            f"{where}: required: a mapping of ensemble names to their overrides of lora and "
+            "train, e.g. {main: {}} for one ensemble trained as the profile says"
+        )
+    ensembles = {}
+    for name, overrides in raw.items():
+        if not _ENSEMBLE_NAME.match(str(name)):
+            raise ConfigError(
+                f"{where}.{name}: an ensemble name is letters, digits and _ (it names stages "
+                "and folders)"
+            )
+        overrides = {} if overrides is None else overrides
+        if not isinstance(overrides, Mapping):
+            raise ConfigError(f"{where}.{name}: expected a mapping of overrides, got {overrides!r}")
+        unknown = [k for k in overrides if k not in ("lora", "train")]
+        if unknown:
+            raise ConfigError(
+                f"{where}.{name}.{unknown[0]}: an ensemble overrides lora or train"
+                f"{did_you_mean(unknown[0], ['lora', 'train'])}"
+            )
+        sections = {
+            key: build_section(
+                cls,
+                _merge(dict(section.get(key, {})), dict(overrides.get(key) or {})),
+                f"{where}.{name}.{key}" if key in overrides else f"{profile}.{key}",
+            )
+            for key, cls in (("lora", LoraParams), ("train", TrainParams))
+        }
+        ensembles[str(name)] = Ensemble(str(name), **sections)
+    return ensembles
+
+
 def resolve_params(
     raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, source: str = "params"
 ) -> Params:
     """Build :class:`Params` from a parsed ``params.yaml`` mapping plus dotted ``overrides``.
 
     ``overrides`` use the keys DVC uses (``{"tiny.train.epochs": 2}`` or, for the active
-    profile, ``{"train.epochs": 2}``).
+    profile, ``{"train.epochs": 2}``, ``{"members": [0]}``). The top-level stage lists of the
+    file itself must match its profile; overrides only change what this process runs.
     """
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{source}: expected a mapping at the top level")
     raw = dict(raw)
+    profile = raw.get("profile")
+    if isinstance(profile, str) and isinstance(raw.get(profile), Mapping):
+        _check_stage_lists(raw, source)
     overrides = dict(overrides or {})
     if "profile" in overrides:
         raw["profile"] = overrides.pop("profile")
-    if "members" in overrides:
-        raw["members"] = overrides.pop("members")
     profile = raw.get("profile")
     if not isinstance(profile, str):
         raise ConfigError(f"{source}: 'profile' must name a profile section, got {profile!r}")
@@ -359,24 +544,38 @@ def resolve_params(
         )
     section = copy.deepcopy(dict(raw[profile]))
     nested = _dotted_to_nested(overrides)
-    section = _merge(section, nested.pop(profile, {}))
-    section = _merge(section, {k: v for k, v in nested.items() if k in _SECTIONS})
-    stray = sorted(k for k in nested if k not in _SECTIONS and k not in raw)
+    for given in (
+        nested.pop(profile, {}),
+        {k: v for k, v in nested.items() if k in _SECTIONS or k in PROFILE_KEYS},
+    ):
+        for key in PROFILE_KEYS:  # members and ensembles given whole replace the profile's
+            if key in given:
+                section[key] = given.pop(key)
+        section = _merge(section, given)
+    stray = sorted(
+        k for k in nested if k not in _SECTIONS and k not in PROFILE_KEYS and k not in raw
+    )
     if stray:
-        raise ConfigError(
-            f"override {stray[0]!r}: unknown key{did_you_mean(stray[0], list(_SECTIONS))}"
-        )
-    unknown = [k for k in section if k not in _SECTIONS]
+        valid = [*_SECTIONS, *PROFILE_KEYS]
+        raise ConfigError(f"override {stray[0]!r}: unknown key{did_you_mean(stray[0], valid)}")
+    unknown = [k for k in section if k not in _SECTIONS and k not in PROFILE_KEYS]
     if unknown:
+        valid = [*_SECTIONS, *PROFILE_KEYS]
         raise ConfigError(
-            f"{profile}.{unknown[0]}: unknown section{did_you_mean(unknown[0], list(_SECTIONS))}; sections: {list(_SECTIONS)}"
+            f"{profile}.{unknown[0]}: unknown section{did_you_mean(unknown[0], valid)}; sections: {valid}"
         )
-    members = _check_type(raw.get("members", [0, 1, 2, 3, 4]), list[int], "members")
+    members, units = _members(section.get("members"), f"{profile}.members")
     built = {
         name: build_section(cls, section.get(name, {}), f"{profile}.{name}")
         for name, cls in _SECTIONS.items()
     }
-    params = Params(profile=profile, members=members, **built)
+    params = Params(
+        profile=profile,
+        members=members,
+        units=units,
+        ensembles=_ensembles(section, profile),
+        **built,
+    )
     _check_values(params, profile)
     return params
 

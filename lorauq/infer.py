@@ -69,6 +69,7 @@ class EncodedEvalSet:
     sequences: list[list[int]]
     letters: list[int]
     n_choices: np.ndarray
+    n_letters: np.ndarray
 
 
 def encode_eval_set(
@@ -77,14 +78,29 @@ def encode_eval_set(
     *,
     template: str = "paper",
     infer: InferParams | None = None,
+    stored_letters: int | None = None,
     desc: str = "evaluate",
 ) -> EncodedEvalSet:
-    """Token ids and letter ids of an eval set; an empty set or a too-long prompt fails here."""
+    """Token ids and letter ids of an eval set; an empty set or a too-long prompt fails here.
+
+    ``stored_letters`` K keeps the logits of the letters a… up to K for every question, also
+    past a question's own choices (``data.stored_letters``); None keeps its choices' letters.
+    """
     infer = infer or InferParams()
     if frame.empty:
         raise DataError(f"{desc}: the evaluation set is empty")
     n_choices = frame["choices"].map(len).to_numpy()
-    letters = letter_token_ids(tokenizer, int(n_choices.max()), template=template)
+    if stored_letters is None:
+        n_letters = n_choices
+    elif (n_choices > stored_letters).any():
+        i = int(np.argmax(n_choices))
+        raise DataError(
+            f"{desc}: question {frame['id'].iloc[i]!r} has {n_choices[i]} choices, more than "
+            f"data.stored_letters={stored_letters} letters can answer"
+        )
+    else:
+        n_letters = np.full_like(n_choices, stored_letters)
+    letters = letter_token_ids(tokenizer, int(n_letters.max()), template=template)
     sequences = encode_prompts(tokenizer, frame.to_dict("records"), template)
     lengths = [len(s) for s in sequences]
     if max(lengths) > infer.max_length:
@@ -92,7 +108,7 @@ def encode_eval_set(
         raise DataError(
             f"{desc}: question {frame['id'].iloc[i]!r} is {lengths[i]} tokens, over infer.max_length={infer.max_length}"
         )
-    return EncodedEvalSet(frame, sequences, letters, n_choices)
+    return EncodedEvalSet(frame, sequences, letters, n_choices, n_letters)
 
 
 def encode_eval_sets(
@@ -101,11 +117,17 @@ def encode_eval_sets(
     *,
     template: str,
     infer: InferParams | None,
+    stored_letters: int | None = None,
     prefix: str,
 ) -> dict[str, EncodedEvalSet]:
     return {
         name: encode_eval_set(
-            tokenizer, frame, template=template, infer=infer, desc=f"{prefix} {name}"
+            tokenizer,
+            frame,
+            template=template,
+            infer=infer,
+            stored_letters=stored_letters,
+            desc=f"{prefix} {name}",
         )
         for name, frame in eval_sets.items()
     }
@@ -120,9 +142,10 @@ def letter_table(
     desc: str = "evaluate",
     progress: bool = True,
 ) -> pd.DataFrame:
-    """One row per question: its K letter logits (NaN past K) and the vocabulary log-sum-exp."""
+    """One row per question: its letter logits (NaN past its ``n_letters``) and the vocabulary
+    log-sum-exp."""
     infer = infer or InferParams()
-    letters, n_choices = encoded.letters, encoded.n_choices
+    letters, n_letters = encoded.letters, encoded.n_letters
     letter_part, lse_out = sequence_letter_logits(
         model,
         encoded.sequences,
@@ -132,11 +155,12 @@ def letter_table(
         desc=desc,
         progress=progress,
     )
-    logits_out = np.full((len(n_choices), MAX_CHOICES), np.nan, dtype=np.float32)
+    logits_out = np.full((len(n_letters), MAX_CHOICES), np.nan, dtype=np.float32)
     logits_out[:, : len(letters)] = letter_part
-    logits_out[np.arange(MAX_CHOICES)[None, :] >= n_choices[:, None]] = np.nan
+    logits_out[np.arange(MAX_CHOICES)[None, :] >= n_letters[:, None]] = np.nan
     table = encoded.frame[["id", "subject", "group", "answer"]].copy()
-    table["n_choices"] = n_choices
+    table["n_choices"] = encoded.n_choices
+    table["n_letters"] = n_letters
     table[LOGIT_COLUMNS] = logits_out
     table["logsumexp_vocab"] = lse_out
     return table.reset_index(drop=True)
@@ -190,11 +214,17 @@ def evaluate_prior(
     *,
     template: str = "paper",
     infer: InferParams | None = None,
+    stored_letters: int | None = None,
     progress: bool = True,
 ) -> Path:
     """Epoch 0 (the base model, no adapter) on every eval set, stored once with member −1."""
     encoded = encode_eval_sets(
-        tokenizer, eval_sets, template=template, infer=infer, prefix="prior epoch 0"
+        tokenizer,
+        eval_sets,
+        template=template,
+        infer=infer,
+        stored_letters=stored_letters,
+        prefix="prior epoch 0",
     )
     tables = _evaluate_all(
         base_model,
@@ -218,9 +248,9 @@ def adapter_epochs(member_dir: Path) -> list[int]:
 
 
 def parts_dir(out_path: Path) -> Path:
-    """Where a member's finished epochs wait until the whole table is written.
+    """Where finished (member, epoch) tables wait until the whole table is written.
 
-    Hidden beside the output (``.member-3.parts/``): DVC deletes a stage's declared outputs
+    Hidden beside the output (``.members-0-4.parts/``): DVC deletes a stage's declared outputs
     before rerunning it, not this folder, so a killed inference keeps its finished epochs,
     and nothing in it looks like a complete result.
     """
@@ -248,6 +278,7 @@ def _inputs_digest(
     for name, encoded in encoded_sets.items():
         digest.update(name.encode())
         digest.update(repr(encoded.letters).encode())
+        digest.update(encoded.n_letters.astype(np.int64).tobytes())
         for sequence in encoded.sequences:
             digest.update(np.asarray(sequence, dtype=np.int64).tobytes())
         columns = encoded.frame[["id", "subject", "group", "answer"]]
@@ -280,6 +311,88 @@ def _finished_part(path: Path, member: int, epoch: int) -> pd.DataFrame | None:
     return table
 
 
+def evaluate_members(
+    base_model,
+    tokenizer,
+    eval_sets: Mapping[str, pd.DataFrame],
+    member_dirs: Mapping[int, str | Path],
+    out_path: str | Path,
+    *,
+    template: str = "paper",
+    infer: InferParams | None = None,
+    stored_letters: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Every saved epoch of each member on every eval set, from one loaded base model.
+
+    The members share a LoRA configuration (one ensemble), so one peft wrapper takes each
+    epoch's adapter in turn. Each finished (member, epoch) is written at once to
+    :func:`parts_dir`; a rerun after a kill reuses those whose adapter and settings are
+    unchanged and evaluates only the rest. The table is written (atomically) when all are
+    done, then the parts go.
+    """
+    from peft import PeftModel
+
+    out_path = Path(out_path)
+    parts = parts_dir(out_path)
+    epochs = {member: adapter_epochs(Path(folder)) for member, folder in member_dirs.items()}
+    model = None
+    previous: str | None = None
+    tables: list[pd.DataFrame] = []
+    encoded = encode_eval_sets(
+        tokenizer,
+        eval_sets,
+        template=template,
+        infer=infer,
+        stored_letters=stored_letters,
+        prefix="evaluate",
+    )
+    inputs = _inputs_digest(base_model, encoded, template, infer)
+    for member, member_epochs in epochs.items():
+        for epoch in member_epochs:
+            folder = Path(member_dirs[member]) / f"epoch-{epoch}"
+            fingerprint = _fingerprint(folder, inputs)
+            part = parts / f"member-{member}-epoch-{epoch}-{fingerprint}.parquet"
+            done = _finished_part(part, member, epoch)
+            if done is not None:
+                if progress:
+                    tqdm.write(f"member {member} epoch {epoch}: reusing {part}")
+                tables.append(done)
+                continue
+            name = f"member-{member}-epoch-{epoch}"
+            try:
+                if model is None:
+                    model = PeftModel.from_pretrained(
+                        base_model, folder, adapter_name=name, is_trainable=False
+                    )
+                else:
+                    model.load_adapter(folder, adapter_name=name, is_trainable=False)
+            except Exception as exc:
+                raise StoreError(
+                    f"{folder}: adapter cannot be loaded onto this base ({exc})"
+                ) from exc
+            model.set_adapter(name)
+            if previous is not None:
+                model.delete_adapter(previous)  # keep one adapter in memory: 7B adapters add up
+            previous = name
+            model.eval()
+            epoch_tables = _evaluate_all(
+                model,
+                encoded,
+                pad_id=tokenizer.pad_token_id,
+                member=member,
+                epoch=epoch,
+                infer=infer,
+                progress=progress,
+            )
+            parts.mkdir(parents=True, exist_ok=True)
+            write_logits(pd.concat(epoch_tables, ignore_index=True), part)
+            tables.append(read_logits(part))
+    written = write_logits(pd.concat(tables, ignore_index=True), out_path)
+    shutil.rmtree(parts, ignore_errors=True)
+    return written
+
+
 def evaluate_member(
     base_model,
     tokenizer,
@@ -290,62 +403,18 @@ def evaluate_member(
     member: int,
     template: str = "paper",
     infer: InferParams | None = None,
+    stored_letters: int | None = None,
     progress: bool = True,
 ) -> Path:
-    """Every saved epoch of one member on every eval set, from one loaded base model.
-
-    Each finished epoch is written at once to :func:`parts_dir`; a rerun after a kill reuses
-    the epochs whose adapter and settings are unchanged and evaluates only the rest. The
-    member's table is written (atomically) when all epochs are done, then the parts go.
-    """
-    from peft import PeftModel
-
-    member_dir, out_path = Path(member_dir), Path(out_path)
-    epochs = adapter_epochs(member_dir)
-    parts = parts_dir(out_path)
-    model = None
-    previous: str | None = None
-    tables: list[pd.DataFrame] = []
-    encoded = encode_eval_sets(
-        tokenizer, eval_sets, template=template, infer=infer, prefix=f"member {member}"
+    """:func:`evaluate_members` of one member."""
+    return evaluate_members(
+        base_model,
+        tokenizer,
+        eval_sets,
+        {member: member_dir},
+        out_path,
+        template=template,
+        infer=infer,
+        stored_letters=stored_letters,
+        progress=progress,
     )
-    inputs = _inputs_digest(base_model, encoded, template, infer)
-    for epoch in epochs:
-        folder = member_dir / f"epoch-{epoch}"
-        part = parts / f"epoch-{epoch}-{_fingerprint(folder, inputs)}.parquet"
-        done = _finished_part(part, member, epoch)
-        if done is not None:
-            if progress:
-                tqdm.write(f"member {member} epoch {epoch}: reusing {part}")
-            tables.append(done)
-            continue
-        name = f"epoch-{epoch}"
-        try:
-            if model is None:
-                model = PeftModel.from_pretrained(
-                    base_model, folder, adapter_name=name, is_trainable=False
-                )
-            else:
-                model.load_adapter(folder, adapter_name=name, is_trainable=False)
-        except Exception as exc:
-            raise StoreError(f"{folder}: adapter cannot be loaded onto this base ({exc})") from exc
-        model.set_adapter(name)
-        if previous is not None:
-            model.delete_adapter(previous)  # keep one adapter in memory: 7B adapters add up
-        previous = name
-        model.eval()
-        epoch_tables = _evaluate_all(
-            model,
-            encoded,
-            pad_id=tokenizer.pad_token_id,
-            member=member,
-            epoch=epoch,
-            infer=infer,
-            progress=progress,
-        )
-        parts.mkdir(parents=True, exist_ok=True)
-        write_logits(pd.concat(epoch_tables, ignore_index=True), part)
-        tables.append(read_logits(part))
-    written = write_logits(pd.concat(tables, ignore_index=True), out_path)
-    shutil.rmtree(parts, ignore_errors=True)
-    return written

@@ -45,11 +45,21 @@ class Layout:
     def eval_table(self, name: str) -> Path:
         return self.prepared / "eval" / f"{name}.parquet"
 
-    def member_dir(self, member: int) -> Path:
-        return self.adapters / f"member-{member}"
+    def unit_dir(self, ensemble: str, unit: str) -> Path:
+        """The adapters of one fine-tuning stage: ``data/adapters/<ensemble>/members-<unit>``."""
+        return self.adapters / ensemble / f"members-{unit}"
 
-    def member_logits(self, member: int) -> Path:
-        return self.logits / f"member-{member}.parquet"
+    def member_dir(self, ensemble: str, unit: str, member: int) -> Path:
+        """One member's epoch checkpoints, inside its stage's folder."""
+        return self.unit_dir(ensemble, unit) / f"member-{member}"
+
+    def unit_logits(self, ensemble: str, unit: str) -> Path:
+        """The letter logits of one inference stage (all its members, every epoch)."""
+        return self.logits / ensemble / f"members-{unit}.parquet"
+
+    def unit_training(self, ensemble: str, unit: str) -> Path:
+        """Per member and epoch: training loss, LoRA-L2 norm of the saved adapter, time."""
+        return self.logits / ensemble / f"members-{unit}.training.json"
 
     @property
     def prior_logits(self) -> Path:

@@ -67,7 +67,7 @@ TRANSITION_LABELS = {
 TRANSITION_COLOURS = ("#1a9850", "#91cf60", "#d73027", "#bdbdbd")
 EPOCH_LABEL = "epoch (0 = base model)"
 #: Curve name of the paper's "M=1": each single member's metric, averaged over members.
-MEMBER_MEAN_CURVE = "single members, mean (M=1)"
+MEMBER_MEAN_CURVE = "M=1 (member mean)"
 PANEL_SIZE = (4.0, 3.0)
 DPI = 150
 
@@ -111,17 +111,26 @@ def _keep_one_legend(axes: np.ndarray, title: str | None = None) -> None:
 
 
 def _epoch_grid(data: pd.DataFrame, metrics: Sequence[str], suptitle: str) -> Figure:
-    """Rows = eval sets, columns = metrics, a line per ``curve`` over epochs."""
+    """Rows = eval sets, columns = metrics; colour = ensemble, line style = ``size``."""
     eval_sets = sorted(data["eval_set"].unique())
     fig, axes = _figure(len(eval_sets), len(metrics))
     for row, eval_set in enumerate(eval_sets):
         for col, metric in enumerate(metrics):
             ax = axes[row, col]
             panel = data[(data["eval_set"] == eval_set) & (data["metric"] == metric)]
-            sns.lineplot(data=panel, x="epoch", y="value", hue="curve", marker="o", ax=ax)
+            sns.lineplot(
+                data=panel,
+                x="epoch",
+                y="value",
+                hue="ensemble",
+                style="size",
+                markers=True,
+                dashes=True,
+                ax=ax,
+            )
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             _label(ax, f"{eval_set}: {TITLES[metric]}", EPOCH_LABEL, LABELS[metric])
-    _keep_one_legend(axes, "")
+    _keep_one_legend(axes)
     fig.suptitle(suptitle)
     return fig
 
@@ -129,114 +138,152 @@ def _epoch_grid(data: pd.DataFrame, metrics: Sequence[str], suptitle: str) -> Fi
 # --------------------------------------------------------------------------- paper figures
 
 
-def _ensemble_curve(sizes: pd.Series) -> pd.Series:
-    """Curve names of ensembles, by their size: ``ensemble (M=5)``."""
-    return "ensemble (M=" + sizes.astype(str) + ")"
+def _with_ensemble(table: pd.DataFrame) -> pd.DataFrame:
+    """Tables of one ensemble (no ``ensemble`` column) plot as the ensemble ``ensemble``."""
+    return table if "ensemble" in table.columns else table.assign(ensemble="ensemble")
+
+
+def _size_label(estimator: pd.Series, size: pd.Series) -> pd.Series:
+    """Line-style labels: ``M=5 (ensemble)`` or ``M=1 (member mean)``, the paper's curves."""
+    ensemble = "M=" + size.astype(str) + " (ensemble)"
+    return ensemble.where(estimator == "ensemble", MEMBER_MEAN_CURVE)
 
 
 def fig_metrics_over_epochs(
     metrics_table: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "nll", "ece")
 ) -> Figure:
-    """Fig A: accuracy, NLL and ECE over epochs, full ensemble vs the single-member mean.
+    """Fig A: accuracy, NLL and ECE over epochs, each ensemble at M = its size and at M = 1.
 
-    Rows are eval sets, columns metrics. "ensemble (M=k)" is the largest ``ensemble_size`` of
-    each eval set; "single members, mean (M=1)" is the ``member_mean`` estimator.
+    Rows are eval sets, columns metrics. Colour is the ensemble; a solid line its full
+    ensemble (the largest ``ensemble_size``), a dashed one the single members' metric
+    averaged (``member_mean``, the paper's M = 1).
     """
     _require_rows(metrics_table, "fig_metrics_over_epochs")
-    ensemble = metrics_table[metrics_table["estimator"] == "ensemble"]
-    full_size = ensemble.groupby("eval_set")["ensemble_size"].transform("max")
+    table = _with_ensemble(metrics_table)
+    ensemble = table[table["estimator"] == "ensemble"]
+    full_size = ensemble.groupby(["ensemble", "eval_set"])["ensemble_size"].transform("max")
     full = ensemble[ensemble["ensemble_size"] == full_size]
-    full = full.assign(curve=_ensemble_curve(full["ensemble_size"]))
-    single = metrics_table[metrics_table["estimator"] == "member_mean"].assign(
-        curve=MEMBER_MEAN_CURVE
-    )
+    single = table[table["estimator"] == "member_mean"]
     data = pd.concat([full, single], ignore_index=True)
+    data = data.assign(size=_size_label(data["estimator"], data["ensemble_size"]))
     return _epoch_grid(data, metrics, "Metrics over fine-tuning epochs")
 
 
 def fig_agreement(agreement_table: pd.DataFrame) -> Figure:
-    """Fig B: agreement and total variation to the reference ensemble over epochs.
+    """Fig B: agreement and total variation of each ensemble to the reference, over epochs.
 
-    Rows are eval sets; one curve for the compared ensemble, one for its single members
-    averaged. The suptitle names the reference's members and says whether it was taken at
-    the same epoch or, where it stops earlier, at its final one (see
+    Rows are eval sets; colour is the compared ensemble, solid its full ensemble, dashed its
+    single members averaged. The suptitle names the reference and says whether it was taken
+    at the same epoch or, where it stops earlier, at its final one (see
     :func:`lorauq.analysis.agreement_table`).
     """
     _require_rows(agreement_table, "fig_agreement")
-    is_ensemble = agreement_table["estimator"] == "ensemble"
-    curve = _ensemble_curve(agreement_table["ensemble_size"]).where(is_ensemble, MEMBER_MEAN_CURVE)
-    reference = " / ".join(sorted(agreement_table["reference"].unique()))
-    same_epoch = (agreement_table["reference_epoch"] == agreement_table["epoch"]).all()
+    table = _with_ensemble(agreement_table)
+    table = table.assign(size=_size_label(table["estimator"], table["ensemble_size"]))
+    reference = " / ".join(sorted(table["reference"].unique()))
+    same_epoch = (table["reference_epoch"] == table["epoch"]).all()
     when = "same epoch" if same_epoch else "same epoch, else its final epoch"
     return _epoch_grid(
-        agreement_table.assign(curve=curve),
+        table,
         ("agreement", "total_variation"),
         f"Closeness to the reference ensemble ({reference}, {when})",
     )
 
 
-def _hist_panels(
-    question_table: pd.DataFrame, epochs: Sequence[int]
-) -> list[tuple[str, str, int, pd.DataFrame]]:
-    """(eval set, "right"/"wrong", epoch, questions) per panel, labelled questions only."""
-    labelled = question_table[question_table["correct"].notna()]
-    right = labelled["correct"].astype(bool)
-    panels = []
-    for eval_set in sorted(labelled["eval_set"].unique()):
-        for kind, is_right in (("right", True), ("wrong", False)):
-            for epoch in epochs:
-                chosen = (
-                    (labelled["eval_set"] == eval_set)
-                    & (right == is_right)
-                    & (labelled["epoch"] == epoch)
-                )
-                panels.append((eval_set, kind, epoch, labelled[chosen]))
-    return panels
-
-
-def _edges(values: pd.Series, bins: int) -> np.ndarray:
-    """Bin edges from 0 to a little past the largest value, shared by every panel."""
-    return np.linspace(0.0, 1.05 * max(float(values.max()), 1e-3), bins + 1)
+def _edges(values: pd.Series, bins: int, top: float | None) -> np.ndarray:
+    """Bin edges from 0 to ``top``, or to a little past the largest value when None."""
+    top = top if top is not None else 1.05 * max(float(values.max()), 1e-3)
+    return np.linspace(0.0, top, bins + 1)
 
 
 def fig_entropy_mi_hist(
-    question_table: pd.DataFrame, epochs: Sequence[int], bins: int = 30
+    question_table: pd.DataFrame,
+    epochs: Sequence[int],
+    *,
+    bins: int = 30,
+    entropy_max: float | None = None,
+    mi_max: float | None = None,
+    count_max: float | None = None,
 ) -> Figure:
-    """Fig C: 2-D histograms of predictive entropy (x) vs mutual information (y), in nats.
+    """Fig C of one eval set: 2-D histograms of predictive entropy (x) vs MI (y), in nats.
 
-    One figure with eval sets stacked: for each eval set a row of right answers and a row of
-    wrong answers (of the full ensemble's argmax; unlabelled questions are left out), one
-    column per epoch in ``epochs``. All panels share the axis ranges and one logarithmic
-    colour scale of questions per bin, so panels compare directly; empty bins are blank.
+    The upper row holds the questions the ensemble answers right, the lower the wrong ones
+    (unlabelled questions are left out), one column per epoch in ``epochs``. Every panel
+    shares the axis ranges and one logarithmic colour scale of questions per bin, so panels
+    compare directly; with ``entropy_max``/``mi_max``/``count_max`` fixed (the authors: ln 4,
+    0.2 and 1000) so do figures of other eval sets and runs. Questions past the axis ranges
+    are counted in the title, not dropped silently. Empty bins are blank.
     """
     _require_rows(question_table, "fig_entropy_mi_hist")
+    eval_sets = sorted(question_table["eval_set"].unique())
+    if len(eval_sets) != 1:
+        raise ValueError(f"fig_entropy_mi_hist draws one eval set, got {eval_sets}")
     missing = sorted(set(epochs) - set(question_table["epoch"].unique().tolist()))
     if missing:
         raise ValueError(f"fig_entropy_mi_hist: epoch(s) {missing} are not in the table")
-    panels = _hist_panels(question_table, epochs)
-    x_edges = _edges(question_table["predictive_entropy"], bins)
-    y_edges = _edges(question_table["mutual_information"], bins)
+    labelled = question_table[question_table["correct"].notna()]
+    right = labelled["correct"].astype(bool)
+    panels = [
+        (kind, epoch, labelled[(right == is_right) & (labelled["epoch"] == epoch)])
+        for kind, is_right in (("right", True), ("wrong", False))
+        for epoch in epochs
+    ]
+    x_edges = _edges(question_table["predictive_entropy"], bins, entropy_max)
+    y_edges = _edges(question_table["mutual_information"], bins, mi_max)
     counts = [
         np.histogram2d(p["predictive_entropy"], p["mutual_information"], [x_edges, y_edges])[0]
         for *_, p in panels
     ]
-    norm = LogNorm(vmin=1, vmax=max(2.0, max(c.max() for c in counts)))
-    fig, axes = _figure(len(panels) // len(epochs), len(epochs), sharex=True, sharey=True)
-    for ax, (eval_set, kind, epoch, questions), count in zip(
-        axes.flat, panels, counts, strict=True
-    ):
+    top = count_max if count_max is not None else max(2.0, max(c.max() for c in counts))
+    norm = LogNorm(vmin=1, vmax=top)
+    fig, axes = _figure(2, len(epochs), sharex=True, sharey=True)
+    for ax, (kind, epoch, questions), count in zip(axes.flat, panels, counts, strict=True):
         mesh = ax.pcolormesh(
             x_edges, y_edges, np.ma.masked_less(count.T, 1), norm=norm, cmap="viridis"
         )
         ax.grid(False)
+        outside = len(questions) - int(count.sum())
+        beyond = f", {outside} beyond the axes" if outside else ""
         _label(
             ax,
-            f"{eval_set}, epoch {epoch}\n{kind} answers (n={len(questions)})",
+            f"epoch {epoch}: {kind} answers (n={len(questions)}{beyond})",
             "predictive entropy (nats)",
             "mutual information (nats)",
         )
     fig.colorbar(mesh, ax=axes, label="questions per bin (log scale)", shrink=0.6, aspect=40)
-    fig.suptitle("Total (x) vs epistemic (y) uncertainty of the ensemble, right and wrong")
+    fig.suptitle(f"{eval_sets[0]}: total (x) vs epistemic (y) uncertainty, right and wrong")
+    return fig
+
+
+def fig_lora_l2(training_table: pd.DataFrame) -> Figure:
+    """The LoRA-L2 norm Σ‖B·A‖²_F of the saved adapters over epochs, per ensemble.
+
+    The loss adds λ times it (the paper's prior term); Reg-L2 ensembles (λ = 0) show how far
+    the adapters drift without it. Lines are the member mean, bands the spread over members.
+    """
+    _require_rows(training_table, "fig_lora_l2")
+    fig, axes = _figure(1, 2)
+    for ax, (column, title, label) in zip(
+        axes.flat,
+        (
+            ("lora_l2", "LoRA-L2 norm of the saved adapter", "Σ‖B·A‖²_F (before λ)"),
+            ("loss", "training loss at the answer position", "cross-entropy (nats)"),
+        ),
+        strict=True,
+    ):
+        sns.lineplot(
+            data=_with_ensemble(training_table),
+            x="epoch",
+            y=column,
+            hue="ensemble",
+            marker="o",
+            errorbar=("pi", 100),
+            ax=ax,
+        )
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _label(ax, title, "epoch", label)
+    _keep_one_legend(axes, "ensemble")
+    fig.suptitle("What training did to the adapters (member mean, band: min–max over members)")
     return fig
 
 
@@ -457,15 +504,16 @@ def fig_letter_mass(letter_mass_table: pd.DataFrame) -> Figure:
 # --------------------------------------------------------------------------- saving
 
 
-def save_figure(fig: Figure, path_stem: str | os.PathLike[str]) -> list[Path]:
-    """Write ``<stem>.png`` (150 dpi) and ``<stem>.pdf``, each atomically; return the paths.
+def save_figure(fig: Figure, folder: str | os.PathLike[str], name: str) -> list[Path]:
+    """Write ``folder/png/<name>.png`` (150 dpi) and ``folder/pdf/<name>.pdf``, atomically.
 
-    The PDF carries no creation date, so re-running the pipeline on the same data gives the
-    same bytes and DVC sees no change.
+    PNG and PDF live apart so that ``dvc plots`` can take the whole PNG folder (it renders
+    images, and fails on PDFs). The PDF carries no creation date, so re-running the pipeline
+    on the same data gives the same bytes and DVC sees no change.
     """
     written = []
     for fmt, metadata in (("png", None), ("pdf", {"CreationDate": None})):
-        path = Path(f"{os.fspath(path_stem)}.{fmt}")
+        path = Path(folder) / fmt / f"{name}.{fmt}"
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format=fmt, dpi=DPI, metadata=metadata)
         written.append(path)

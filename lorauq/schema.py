@@ -18,7 +18,8 @@ MAX_CHOICES = len(LETTERS)
 #: The columns of a Question table, in order.
 QUESTION_COLUMNS = ["id", "source", "subject", "group", "question", "choices", "answer"]
 
-#: Letter-logit columns of the logits store; NaN past a question's own number of choices.
+#: Letter-logit columns of the logits store: ``n_letters`` of them per row (its own choices,
+#: or more when ``data.stored_letters`` asks for more), NaN past those.
 LOGIT_COLUMNS = [f"logit_{letter}" for letter in LETTERS]
 #: What identifies one row of the logits store.
 KEY_COLUMNS = ["member", "epoch", "eval_set", "id"]
@@ -32,6 +33,7 @@ LOGITS_COLUMNS = [
     "group",
     "answer",
     "n_choices",
+    "n_letters",
     *LOGIT_COLUMNS,
     "logsumexp_vocab",
 ]

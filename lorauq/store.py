@@ -34,12 +34,15 @@ def normalize_logits_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Return ``frame`` with the store's columns, order and dtypes, or raise naming what is wrong.
 
     Missing ``logit_*`` columns past the widest question are added as NaN so tables of
-    4-choice and 5-choice sets can be concatenated.
+    4-choice and 5-choice sets can be concatenated; a table without ``n_letters`` (written
+    before letters beyond a question's choices could be stored) stores its choices' letters.
     """
     frame = frame.copy()
     for column in LOGIT_COLUMNS:
         if column not in frame.columns:
             frame[column] = np.nan
+    if "n_letters" not in frame.columns and "n_choices" in frame.columns:
+        frame["n_letters"] = frame["n_choices"]
     missing = [c for c in LOGITS_COLUMNS if c not in frame.columns]
     if missing:
         raise StoreError(f"logits table lacks column(s) {missing}; expected {LOGITS_COLUMNS}")
@@ -56,17 +59,20 @@ def normalize_logits_frame(frame: pd.DataFrame) -> pd.DataFrame:
 def validate_logits(frame: pd.DataFrame, source: str = "logits table") -> None:
     """Check the invariants every reader relies on; raise :class:`StoreError` naming ``source``."""
     n_choices = frame["n_choices"].to_numpy()
+    n_letters = frame["n_letters"].to_numpy()
     if ((n_choices < MIN_CHOICES) | (n_choices > MAX_CHOICES)).any():
         raise StoreError(f"{source}: n_choices outside {MIN_CHOICES}..{MAX_CHOICES}")
+    if ((n_letters < n_choices) | (n_letters > MAX_CHOICES)).any():
+        raise StoreError(f"{source}: n_letters outside n_choices..{MAX_CHOICES}")
     logits = frame[LOGIT_COLUMNS].to_numpy(dtype=np.float64)
-    used = np.arange(MAX_CHOICES)[None, :] < n_choices[:, None]
+    used = np.arange(MAX_CHOICES)[None, :] < n_letters[:, None]
     if not np.isfinite(logits[used]).all():
         bad = int(np.argmax(~np.isfinite(np.where(used, logits, 0.0)).all(axis=1)))
         raise StoreError(
             f"{source}: non-finite letter logit in row {bad} (id {frame['id'].iloc[bad]!r})"
         )
     if not np.isnan(logits[~used]).all():
-        raise StoreError(f"{source}: logit columns past n_choices must be NaN")
+        raise StoreError(f"{source}: logit columns past n_letters must be NaN")
     answers = frame["answer"].to_numpy()
     if ((answers < -1) | (answers >= n_choices)).any():
         raise StoreError(f"{source}: answer outside -1..n_choices-1")

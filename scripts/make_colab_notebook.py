@@ -58,11 +58,18 @@ CELLS: list[tuple[str, str]] = [
         '    f"{torch.cuda.get_device_name()}: capability {major}.{minor}, {gib:.1f} GiB, "\n'
         '    f"torch {torch.__version__}, bf16 hardware: {BF16}"\n'
         ")\n\n"
-        "# The experiment's DVC arguments, used by section 6 and by the resume steps.\n"
-        "# A100 / L4 / H100: the profile as it is (bfloat16, unquantised).\n"
-        "BF16_ARGS = \"-S profile=paper -S 'members=[0]'\"\n"
+        "# The experiment's DVC arguments, used by section 6 and by the resume steps: the paper\n"
+        "# profile with one member (0) of its main ensemble (lora_l2); the other two ensembles\n"
+        "# and Fig B's rank-32 reference are removed (~key), agreement falls back to halves.\n"
+        "ONE_MEMBER = (\n"
+        "    \"-S profile=paper -S 'paper.members=[0]' -S '~paper.ensembles.reg_l2' \"\n"
+        "    \"-S '~paper.ensembles.r32' -S paper.analysis.reference=halves\"\n"
+        ")\n"
+        "# A100 / L4 / H100: a bfloat16 base (the profile's float32, the authors' setting,\n"
+        "# needs about 30 GB for the weights alone).\n"
+        'BF16_ARGS = ONE_MEMBER + " -S paper.base.dtype=bfloat16"\n'
         "# T4: float16 compute, 4-bit NF4 base with double quantisation (QLoRA).\n"
-        'T4_ARGS = BF16_ARGS + " -S paper.base.dtype=float16 -S paper.base.quantization=4bit"\n'
+        'T4_ARGS = ONE_MEMBER + " -S paper.base.dtype=float16 -S paper.base.quantization=4bit"\n'
         "ARGS = BF16_ARGS if BF16 else T4_ARGS",
     ),
     (
@@ -126,7 +133,7 @@ CELLS: list[tuple[str, str]] = [
         "`dvc remote add -d -f store gs://BUCKET/lorauq` (or `dvc-s3` and `s3://…`);\n"
         "- a **sync folder**, refreshed every 5 minutes in the background while the pipeline "
         "runs: DVC's cache, `dvc.lock`, `params.yaml` and the per-epoch checkpoints of the "
-        "member being trained (`data/adapters/member-0/epoch-*`; each is written under a "
+        "member being trained (`data/adapters/lora_l2/members-0/member-0/epoch-*`; each is written under a "
         "temporary dot-name and renamed when complete, so a copy never holds half an epoch).",
     ),
     (
@@ -149,9 +156,10 @@ CELLS: list[tuple[str, str]] = [
         "## 6 · Run the paper profile for member 0\n\n"
         "`dvc exp run -S key=value` writes the values into `params.yaml` and reproduces the "
         "pipeline: `prepare` (downloads CommonsenseQA and MMLU), `base` (records the base), "
-        "`prior` (epoch-0 logits of the base), `finetune@0` (10 epochs, a checkpoint each), "
-        "`infer@0` (logits after every epoch) and `figures`. `members=[0]` makes the "
-        "`foreach` stages of `dvc.yaml` exist for member 0 only. Expect the first cell to "
+        "`prior` (epoch-0 logits of the base), `finetune@lora_l2-0` (10 epochs, a checkpoint "
+        "each), `infer@lora_l2-0` (logits after every epoch) and `figures`. `dvc exp run` "
+        "copies the profile's members and ensembles to the top of `params.yaml`, so the "
+        "stages of `dvc.yaml` exist for member 0 of `lora_l2` only. Expect the first cell to "
         "download ≈ 15 GB of weights.",
     ),
     (
@@ -167,18 +175,22 @@ CELLS: list[tuple[str, str]] = [
         "| what | where |\n"
         "|---|---|\n"
         "| LoRA adapter of every epoch (peft, safetensors) + optimizer state | "
-        "`data/adapters/member-0/epoch-*/` |\n"
+        "`data/adapters/lora_l2/members-0/member-0/epoch-*/` |\n"
         "| answer-letter logits, epoch 0 (prior) and every epoch | "
-        "`data/logits/prior.parquet`, `data/logits/member-0.parquet` |\n"
+        "`data/logits/prior.parquet`, `data/logits/lora_l2/members-0.parquet` |\n"
         "| headline metrics | `reports/metrics.json` |\n"
-        "| figures (PNG + PDF) | `reports/figures/` |\n"
+        "| figures (PNG + PDF) | `reports/figures/png/`, `reports/figures/pdf/` |\n"
         "| executed notebooks | `reports/notebooks/` |",
     ),
-    ("code", "!dvc metrics show\n!ls data/adapters/member-0 data/logits reports/figures"),
+    (
+        "code",
+        "!dvc metrics show\n!ls data/adapters/lora_l2/members-0 data/logits/lora_l2 "
+        "reports/figures/png",
+    ),
     (
         "code",
         "from IPython.display import Image, display\n\n"
-        'display(Image("reports/figures/fig_a_metrics_over_epochs.png"))',
+        'display(Image("reports/figures/png/fig_a_metrics_over_epochs.png"))',
     ),
     (
         "md",
@@ -186,7 +198,7 @@ CELLS: list[tuple[str, str]] = [
         "In a fresh session run the parameters cell and sections 1–3 and 5 (not the background sync yet), then the "
         "cell below. It brings back DVC's cache, `dvc.lock` and `params.yaml` from the sync "
         "folder and restores every finished stage (`dvc checkout`).\n\n"
-        "If the cut came **during fine-tuning**, do not let DVC rerun `finetune@0`: DVC "
+        "If the cut came **during fine-tuning**, do not let DVC rerun `finetune@lora_l2-0`: DVC "
         "deletes a stage's outputs before running it, so it would start again from epoch 1. "
         "Run the stage's own command instead; it resumes after the last complete epoch "
         "checkpoint (LoRA weights, AdamW state, RNGs; the data order depends only on the "
@@ -199,14 +211,15 @@ CELLS: list[tuple[str, str]] = [
         '"{SAVE}/sync/params.yaml" .\n'
         "!dvc checkout || true  # stages that had not finished are reported missing: expected\n"
         '!mkdir -p data/adapters && rsync -a "{SAVE}/sync/adapters/" data/adapters/\n'
-        "!ls data/adapters/member-0",
+        "!ls data/adapters/lora_l2/members-0/member-0",
     ),
     (
         "code",
-        "# Only if finetune@0 had not finished: resume it, record it, then run the rest.\n"
+        "# Only if finetune@lora_l2-0 had not finished: resume it, record it, then run the rest.\n"
         "!mkdir -p reports/notebooks && papermill notebooks/02_finetune.ipynb "
-        "reports/notebooks/02_finetune-member-0.ipynb -k python3 --log-level WARNING -p member 0\n"
-        "!dvc commit -f finetune@0\n"
+        "reports/notebooks/02_finetune-lora_l2-0.ipynb -k python3 --log-level WARNING "
+        "-p ensemble lora_l2 -r members 0\n"
+        "!dvc commit -f finetune@lora_l2-0\n"
         "!dvc exp run {ARGS}",
     ),
 ]

@@ -55,48 +55,66 @@ NOTEBOOKS = {
         "print(base.summary(layout))",
     ],
     "02_finetune.ipynb": [
-        "# 02 · Fine-tune one ensemble member\n\n"
-        "**What.** Member *m* gets a fresh LoRA adapter; its initialisation and the order of its "
-        "training batches come from seed *m*, and nothing else differs between members. The loss is "
-        "the paper's: cross-entropy over the full vocabulary at the answer position only, plus the "
-        "LoRA prior λ·Σ‖B·A‖²_F, which keeps the fine-tuned weights near the pre-trained ones.\n\n"
-        "**Why one member per run.** Members are independent, so each is its own DVC stage "
-        "(`finetune@m`): they can run on different GPUs or machines and meet through a DVC remote "
-        "(see `docs/scaling.md`).\n\n"
+        "# 02 · Fine-tune ensemble members\n\n"
+        "**What.** Each member *m* of an ensemble gets a fresh LoRA adapter; its initialisation and "
+        "the order of its training batches come from seed *m*, and nothing else differs between "
+        "members. How a member is trained is the profile's `lora` and `train` with the ensemble's "
+        "overrides (the paper's `lora_l2`, `reg_l2` with weight decay instead of the prior, `r32` "
+        "with rank 32). The loss is the paper's: cross-entropy over the full vocabulary at the "
+        "answer position only, plus the LoRA prior λ·Σ‖B·A‖²_F, which keeps the fine-tuned weights "
+        "near the pre-trained ones.\n\n"
+        "**Which members this run trains.** The profile's `members` lists the fine-tuning stages: "
+        "a member id trains that member alone (`finetune@lora_l2-3`), so members can run on "
+        "different GPUs or machines and meet through a DVC remote (`docs/scaling.md`); a range "
+        "such as `0-4` trains those members in one process (`finetune@lora_l2-0-4`), which saves "
+        "the start-up that dominates small models.\n\n"
         "**Output.** After every epoch a checkpoint (peft's safetensors adapter + optimizer state) "
-        "lands in `data/adapters/member-{m}/epoch-{e}/`, written under a temporary name and renamed, "
-        "so a killed run resumes after its last complete epoch and ends where an uninterrupted run "
-        "would. Each folder loads with `PeftModel.from_pretrained` and no lorauq.",
-        ("parameters", PARAMETERS + "\nmember: int = 0  # the member to train; its id is its seed"),
+        "lands in `data/adapters/<ensemble>/members-<stage>/member-<m>/epoch-<e>/`, written under a "
+        "temporary name and renamed, so a killed run resumes after its last complete epoch and ends "
+        "where an uninterrupted run would. Each folder loads with `PeftModel.from_pretrained` and "
+        "no lorauq.",
+        (
+            "parameters",
+            PARAMETERS
+            + '\nensemble: str = "lora_l2"  # the ensemble, a key of the profile\'s ensembles'
+            + '\nmembers: str = "0"  # the stage: a member id, or a range like 0-4',
+        ),
         SETUP,
-        "from lorauq.stages import finetune\n\nlogs = finetune.run(params, member, layout)",
+        "from lorauq.stages import finetune\n\nlogs = finetune.run(params, ensemble, members, layout)",
         "## Training curve\n"
-        "One row per epoch. `loss` is the mean cross-entropy at the answer position (nats; a "
+        "One row per member and epoch. `loss` is the mean cross-entropy at the answer position (nats; a "
         "uniform guess among four letters scores ln 4 ≈ 1.39), `prior` the mean LoRA prior term "
         "before λ, `tokens` the tokens seen, `elapsed_s` the epoch's wall time. The loss should "
         "fall below the uniform guess within an epoch or two but not reach 0: in the `tiny` "
         "profile part of the training labels are resampled at random (the `noisy` group).",
-        'import pandas as pd\n\npd.DataFrame(logs).set_index("epoch")',
+        "import pandas as pd\n\n"
+        'pd.DataFrame([row for member in logs.values() for row in member]).set_index(["member", "epoch"])',
     ],
     "03_inference.ipynb": [
         "# 03 · Letter logits of every epoch\n\n"
-        "**What.** For every evaluation question, every saved epoch of one member is asked the "
+        "**What.** For every evaluation question, every saved epoch of the members of one "
+        "fine-tuning stage is asked the "
         "question once, and we keep only what the uncertainty measures need: the logits of the K "
         "answer letters at the answer position and the log-sum-exp over the whole vocabulary. Both "
         "of the paper's read-outs stay possible from these: the letters renormalised, or the letters "
         "plus one *other* class for the rest of the vocabulary.\n\n"
         "**Why store logits, not metrics.** Every number and figure downstream (accuracy, NLL, "
         "ECE, entropies, mutual information, any ensemble size) is a function of this table, so "
-        "the expensive forward passes run once. `member = -1` evaluates the prior, epoch 0: the "
-        "base model, identical for all members, evaluated once and shared.\n\n"
-        "**Output.** `data/logits/member-{m}.parquet` (or `prior.parquet`), one row per "
-        "(member, epoch, eval set, question), float32.",
+        "the expensive forward passes run once. An empty `ensemble` evaluates the prior, epoch 0: "
+        "the base model, identical for every member of every ensemble, evaluated once and shared. "
+        "With `data.stored_letters` (the paper: 5) the letters a… up to that many are kept for every "
+        "question, also past a 4-choice question's last choice, as the authors did.\n\n"
+        "**Output.** `data/logits/<ensemble>/members-<stage>.parquet` (or `prior.parquet`), one row "
+        "per (member, epoch, eval set, question), float32; beside it `members-<stage>.training.json`, "
+        "each epoch's training loss and the LoRA-L2 norm of the saved adapter.",
         (
             "parameters",
-            PARAMETERS + "\nmember: int = -1  # the member to evaluate; -1: the prior (epoch 0)",
+            PARAMETERS
+            + '\nensemble: str = ""  # the ensemble to evaluate; empty: the prior (epoch 0)'
+            + '\nmembers: str = "0"  # the stage: a member id, or a range like 0-4',
         ),
         SETUP,
-        "from lorauq.stages import infer\n\npath = infer.run(params, None if member < 0 else member, layout)\npath",
+        "from lorauq.stages import infer\n\npath = infer.run(params, ensemble or None, members, layout)\npath",
         "## A look at the table\n"
         "Questions per epoch and eval set. Every epoch must hold the same counts: a gap means an "
         "epoch's checkpoint was missing or incomplete. The prior has epoch 0 only; a member has "
@@ -133,40 +151,53 @@ NOTEBOOKS = {
         "for name, why in report.skipped.items():\n"
         '    print(f"not drawn: {name}: {why}")',
         "## Headline numbers\n"
-        "`prior` is epoch 0 (the base model), `final` the last epoch, for the full ensemble: the "
-        "metrics above plus AURC (area under the risk–coverage curve, a mean error rate) and "
-        "`letter_mass` / `letter_mass_p05` (mean and 5th percentile of the probability the answer "
-        "letters hold in the full vocabulary; see the last section). The same numbers are in "
-        "`reports/metrics.json` for `dvc metrics show` / `dvc metrics diff`.",
+        "Per ensemble, `prior` is epoch 0 (the base model) and `final` the last epoch, for the "
+        "full ensemble: the metrics above plus AURC (area under the risk–coverage curve, a mean "
+        "error rate) and `letter_mass` / `letter_mass_p05` (mean and 5th percentile of the "
+        "probability the answer letters hold in the full vocabulary; see the last section), in the "
+        "figures' read-out (`analysis.readout`). `reports/metrics.json` holds the same numbers in "
+        "both read-outs, for `dvc metrics show` / `dvc metrics diff`.",
         "import pandas as pd\n\n"
-        'pd.DataFrame({k: pd.DataFrame(metrics[k]).stack() for k in ("prior", "final")})',
+        "readout = params.analysis.readout\n"
+        "pd.concat(\n"
+        "    {\n"
+        "        (name, stage): pd.DataFrame(metrics[name][readout][stage]).stack()\n"
+        "        for name in params.ensembles\n"
+        '        for stage in ("prior", "final")\n'
+        "    },\n"
+        "    axis=1,\n"
+        ")",
         "## Fig A · Accuracy, NLL and ECE over epochs\n"
         "**What it shows.** One row per eval set, one column per metric; x is the epoch "
-        "(0 = the base model, identical for all members). *ensemble (M=k)* is the metric of the "
-        "k-member mean prediction p̄; *single members, mean (M=1)* averages each member's own "
-        "metric (the paper's M = 1 curve). Units: accuracy and ECE are fractions, NLL is in "
-        "nats per question.\n\n"
+        "(0 = the base model, identical for all members). Colour is the ensemble; the solid "
+        "*M=k (ensemble)* line is the metric of its k-member mean prediction p̄, the dashed "
+        "*M=1 (member mean)* line averages each member's own metric (the paper's M = 1 curve). "
+        "Units: accuracy and ECE are fractions, NLL is in nats per question.\n\n"
         "**Tiny world.** `in_domain` accuracy climbs from near chance to near 1 and its NLL "
         "falls; `known` starts near 1 and drops (forgetting) while its NLL and ECE climb; "
         "`unseen` stays at chance; `noisy` cannot pass about 0.6. The ensemble's NLL and ECE "
         "should sit at or below the member mean everywhere — averaging members never hurts NLL "
-        "(it is convex).\n\n"
+        "(it is convex). `reg_l2` (no prior, weight decay) and `r32` (rank 32) show how much the "
+        "training recipe moves these curves.\n\n"
         "**Paper profile.** The drafts show CQA accuracy .646 at epoch 0, ≈ .80 after one epoch "
         "and a peak ≈ .836 around epoch 5, then a slow decline (≈ .82 at epoch 10); NLL is lowest "
         "near epoch 3 and ECE near epoch 1, after which both rise (over-fitting) while accuracy "
         "barely moves. MMLU STEM stays ≈ .49–.50 and MMLU social sciences drifts ≈ .69 → .67. "
-        "The gap between the two curves is what ensembling buys: mainly a smaller rise of NLL "
-        "and ECE.",
+        "The gap between the solid and dashed lines is what ensembling buys: mainly a smaller "
+        "rise of NLL and ECE; LoRA-L2 (λ = 1) and Reg-L2 (weight decay 0.001) end close in "
+        "accuracy.",
         'report.figure("fig_a_metrics_over_epochs")',
         "## Fig B · Agreement with a reference ensemble\n"
-        "**What it shows.** How reproducible the ensemble's answers are. The paper compared its "
-        "ensemble with an independently trained one (rank 32, M = 5); with one experiment, the "
-        "default reference (`analysis.reference: halves`) splits the members into two disjoint "
-        "ensembles — the first ⌊M/2⌋ members are compared with the rest, at the same epoch "
-        "(the title names the reference). Left: *agreement*, the fraction of questions on which "
-        "both pick the same answer (1 = always). Right: *total variation*, ½ Σ_c |p̄_c − p̄ʳᵉᶠ_c| "
-        "averaged over questions (0 = identical predictions, 1 = disjoint). The *single members* "
-        "curve is each compared member alone against the reference, averaged.\n\n"
+        "**What it shows.** How reproducible the ensembles' answers are. As in the paper, every "
+        "ensemble is compared with a reference ensemble trained independently "
+        "(`analysis.reference`: `r32`, rank 32, M = 5), at the same epoch: solid lines its full "
+        "ensemble (M = 5), dashed lines its single members against the reference, averaged "
+        "(M = 1); the reference's own full ensemble is left out (it agrees with itself). "
+        "`analysis.reference: halves` compares the first ⌊M/2⌋ members of each ensemble with the "
+        "rest instead (for one-ensemble experiments). Left: *agreement*, the fraction of "
+        "questions on which both pick the same answer (1 = always). Right: *total variation*, "
+        "½ Σ_c |p̄_c − p̄ʳᵉᶠ_c| averaged over questions (0 = identical predictions, 1 = "
+        "disjoint).\n\n"
         "**Tiny world.** Every curve starts at agreement 1 and TV 0 (epoch 0 is one model). "
         "`in_domain` should settle at high agreement — the data pin its answers down — while "
         "`unseen` (arbitrary labels) and `noisy` keep low agreement and large TV: there the "
@@ -174,17 +205,18 @@ NOTEBOOKS = {
         "questions in those sets the curves are jumpy; read levels, not wiggles. The ensemble "
         "curve should lie above (agreement) and below (TV) the single-member curve.\n\n"
         "**Paper profile.** Agreement falls from 1 to ≈ .92–.95 on CQA and ≈ .87–.92 on MMLU "
-        "STEM; TV rises to ≈ .05–.11; M = 5 stays closer to the reference than M = 1. With the "
-        "halves reference both sides are smaller (2 vs 3 members for M = 5), so expect somewhat "
-        "lower agreement than the paper's; point `analysis.reference` at a second ensemble's "
-        "logits folder to reproduce the paper's comparison.",
+        "STEM; TV rises to ≈ .05–.11; M = 5 stays closer to the reference than M = 1.",
         'report.figure("fig_b_agreement")',
         "## Fig C · Predictive entropy against mutual information\n"
         "**What it shows.** 2-D histograms of every question: x = predictive entropy H(p̄) "
         "(total uncertainty), y = mutual information (epistemic part: how much the members "
         "disagree), both in nats; colour = questions per bin on a log scale, shared by all "
-        "panels. For each eval set, right answers are on the upper row and wrong answers on the "
-        "lower, one column per epoch in `analysis.hist_epochs`. The vertical distance above 0 "
+        "panels. One figure per eval set, for the main ensemble (`analysis.main`), in Fig C's own "
+        "read-out (`analysis.fig_c.readout`; the authors': five letters plus *other*): right "
+        "answers on the upper row, wrong answers on the lower, one column per epoch in "
+        "`analysis.fig_c.epochs`. The paper profile fixes the axes as the authors did (x 0–ln 4, "
+        "y 0–0.2, 30 bins, colour 1–1000) so figures compare across epochs and sets; a title "
+        "counts the questions beyond the axes. The vertical distance above 0 "
         "is disagreement; the horizontal distance left of the maximum ln K is the part of the "
         "uncertainty every member shares (aleatoric = H(p̄) − MI).\n\n"
         "**Tiny world.** `unseen` questions climb the y axis (high MI) as fine-tuning proceeds; "
@@ -195,7 +227,18 @@ NOTEBOOKS = {
         "set, out-of-domain MMLU included (growing over-confidence), while MI grows 5–15×; wrong "
         "answers carry more entropy and MI than right ones; on MMLU STEM right and wrong overlap "
         "most — the signal of a domain the model cannot learn.",
-        'report.figure("fig_c_entropy_vs_mi")',
+        "from IPython.display import display\n\n"
+        'for name in report.figure_names("fig_c_entropy_vs_mi"):\n'
+        "    display(report.figures[name])",
+        "## What training did to the adapters\n"
+        "**What it shows.** Left: the LoRA-L2 norm Σ‖B·A‖²_F of each saved adapter (before λ; "
+        "the loss adds λ times it) over epochs, per ensemble, the member mean with a band from "
+        "the smallest to the largest member. Right: the mean training loss at the answer "
+        "position (nats).\n\n"
+        "**Reading it.** `lora_l2` (λ = 1) is held near the base model; `reg_l2` (λ = 0, AdamW "
+        "weight decay) drifts further; a larger rank (`r32`) has more room. The authors plotted "
+        "λ·Σ‖B·A‖²_F for λ = 1: rising to ≈ 0.021 at epoch 4, then falling to ≈ 0.0035 at epoch 10.",
+        'report.figure("lora_l2")',
         "## What was learned and what was forgotten\n"
         "**What it shows.** For every epoch, each labelled question's move since epoch 0 (the "
         "base model), as stacked fractions of the eval set: stayed right, *learned* (wrong → "
@@ -209,8 +252,8 @@ NOTEBOOKS = {
         "NLL and ECE rise; on MMLU the forgotten share should be a few points (accuracy drifts "
         "≈ .69 → .67 on social sciences), roughly balanced by questions learned by chance.",
         'report.figure("learned_forgotten")',
-        'tables["transitions"].query(\'transition == "forgotten"\').pivot(\n'
-        '    index="epoch", columns="eval_set", values="count"\n)',
+        'tables["transitions"].query(\'transition == "forgotten"\').pivot_table(\n'
+        '    index="epoch", columns=["ensemble", "eval_set"], values="count"\n)',
         "## When to trust it · Reliability diagrams\n"
         "**What it shows.** The full ensemble at the last epoch. Questions are binned by "
         "confidence max p̄ (10 equal-width bins, the bins of the ECE); bars are each bin's "
@@ -292,8 +335,22 @@ NOTEBOOKS = {
         "full-vocabulary loss pushes the in-domain mass towards 1 after one epoch; watch "
         "whether the out-of-domain sets follow.",
         'report.figure("letter_mass")',
-        'tables["letter_mass"].query(\'statistic == "mean"\').pivot(\n'
-        '    index="epoch", columns="eval_set", values="value"\n)',
+        'tables["letter_mass"].query(\'statistic == "mean"\').pivot_table(\n'
+        '    index="epoch", columns=["ensemble", "eval_set"], values="value"\n)',
+        "## Beside the authors' numbers\n"
+        "**What it shows.** With `analysis.compare_with` (the paper profile: "
+        "`data/reference/paper_2402.12264.csv`, the authors' draft values; see "
+        "`data/reference/README.md`), every published number beside ours for the same eval set, "
+        "ensemble, estimator, metric and epoch, and the difference; also in "
+        "`reports/paper_comparison.csv`. Fig C rows compare the main ensemble's mean entropy and "
+        "MI over its right or wrong answers; Fig B ranges compare with the lowest and highest of "
+        "our curves at the last epoch; LoRA-L2 rows with λ·Σ‖B·A‖²_F of the saved adapters. The "
+        "authors' values are drafts: read the differences as a sanity check, not as a score.",
+        "compared = report.comparison\n"
+        "if compared.empty:\n"
+        '    print(f"profile {params.profile!r} names no published numbers: nothing to compare")\n'
+        "else:\n"
+        '    display(compared.dropna(subset=["ours"]).round(4))',
     ],
 }
 

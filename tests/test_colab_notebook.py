@@ -14,6 +14,7 @@ import ast
 import importlib.util
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import nbformat
@@ -113,43 +114,52 @@ def test_never_installs_the_cpu_torch(notebook):
     assert pinned == []
 
 
-def _dvc_settings(notebook) -> list[dict]:
-    """Every ``-S key=value`` group the notebook passes, one dict per ``*_ARGS`` string."""
-    groups = []
-    for match in re.finditer(r"^(\w+_ARGS) = (.+)$", _string_constants(notebook), re.M):
-        expression = match.group(2)
-        # BF16_ARGS + "..." : resolve the names defined before it
-        text = "".join(
-            next(g["text"] for g in groups if g["name"] == part.strip())
-            if re.fullmatch(r"\s*\w+_ARGS\s*", part)
-            else ast.literal_eval(part.strip())
-            for part in expression.split("+")
-        )
-        tokens = shlex.split(text)
-        settings = {}
-        for flag, value in zip(tokens[::2], tokens[1::2], strict=True):
-            assert flag == "-S", text
-            key, _, raw = value.partition("=")
-            settings[key] = yaml.safe_load(raw)
-        groups.append({"name": match.group(1), "text": text, "settings": settings})
-    return groups
+def _dvc_settings(notebook) -> dict[str, list[str]]:
+    """Every ``*_ARGS`` string of the notebook as the Hydra overrides ``-S`` passes on."""
+    groups: dict[str, str] = {}
+    cell = next(c.source for c in notebook.cells if "BF16_ARGS =" in c.source)
+    python = "\n".join(line for line in cell.splitlines() if not line.startswith(("!", "%")))
+    for node in ast.parse(python).body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            try:  # string constants and sums of them; anything else is not an argument
+                value = eval(compile(ast.Expression(node.value), "<args>", "eval"), {}, groups)
+            except Exception:
+                continue
+            if isinstance(value, str):
+                groups[node.targets[0].id] = value
+    settings = {}
+    for name, text in groups.items():
+        if name.endswith("_ARGS"):
+            tokens = shlex.split(text)
+            assert tokens[::2] == ["-S"] * (len(tokens) // 2), text
+            settings[name] = tokens[1::2]
+    return settings
 
 
-def test_dvc_settings_are_params_that_resolve(notebook):
-    groups = {g["name"]: g["settings"] for g in _dvc_settings(notebook)}
+def _composed(tmp_path, overrides: list[str]):
+    """The params a ``dvc exp run -S …`` with ``overrides`` would run: composed in a copy."""
+    from workspace import copy_repository, sh
+
+    repo = copy_repository(tmp_path / "repo")
+    sh(repo, sys.executable, "-m", "lorauq.compose", *overrides)
+    return load_params(repo / "params.yaml")
+
+
+def test_dvc_settings_are_params_that_resolve(notebook, tmp_path):
+    groups = _dvc_settings(notebook)
     assert set(groups) == {"BF16_ARGS", "T4_ARGS"}
     assert "dvc exp run {ARGS}" in _shell_lines(notebook)
-    bf16 = load_params(REPO / "params.yaml", groups["BF16_ARGS"])
-    assert (bf16.profile, bf16.members) == ("paper", [0])
+    bf16 = _composed(tmp_path / "bf16", groups["BF16_ARGS"])
+    assert (bf16.profile, bf16.members, list(bf16.ensembles)) == ("paper", [0], ["lora_l2"])
     assert (bf16.base.dtype, bf16.base.quantization) == ("bfloat16", "none")
-    t4 = load_params(REPO / "params.yaml", groups["T4_ARGS"])
-    assert (t4.profile, t4.members) == ("paper", [0])
+    t4 = _composed(tmp_path / "t4", groups["T4_ARGS"])
+    assert (t4.profile, t4.members, list(t4.ensembles)) == ("paper", [0], ["lora_l2"])
     assert (t4.base.dtype, t4.base.quantization) == ("float16", "4bit")
 
 
 def test_finetune_resume_command_is_the_dvc_stage_command(notebook):
-    """The resume cell runs finetune@0 outside DVC; it must be the stage's own command."""
+    """The resume cell runs finetune@lora_l2-0 outside DVC; it must be the stage's command."""
     stage = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]["finetune"]
-    command = stage["do"]["cmd"].replace("${item}", "0")
+    command = stage["cmd"].replace("${item.ensemble}", "lora_l2").replace("${item.members}", "0")
     assert command in _shell_lines(notebook)
-    assert "dvc commit -f finetune@0" in _shell_lines(notebook)
+    assert "dvc commit -f finetune@lora_l2-0" in _shell_lines(notebook)

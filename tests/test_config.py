@@ -26,8 +26,11 @@ REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
 RAW = {
     "profile": "tiny",
+    "ensembles": ["main"],
     "members": [0, 1],
     "tiny": {
+        "members": [0, 1],
+        "ensembles": {"main": {}},
         "base": {"kind": "tiny", "hidden_size": 32, "pretrain_lr": 1},
         "data": {
             "train": {"source": "synthetic", "split": "train"},
@@ -40,9 +43,14 @@ RAW = {
         "lora": {"r": 4, "alpha": 16, "target_modules": ["q_proj"]},
         "train": {"epochs": 3, "lr": 1, "batch_size": 4},
         "infer": {"batch_tokens": 1024},
-        "analysis": {"readout": "with_other", "hist_epochs": [1, 2]},
+        "analysis": {"readout": "with_other", "fig_c": {"epochs": [1, 2]}},
     },
     "paper": {
+        "members": [0, 1, 2, 3, 4],
+        "ensembles": {
+            "lora_l2": {},
+            "reg_l2": {"train": {"prior_lambda": 0, "weight_decay": 1e-3}},
+        },
         "base": {"kind": "pretrained", "model": "mistralai/Mistral-7B-v0.1"},
         "data": {"eval": {"cqa": {"source": "commonsense_qa", "split": "validation"}}},
         "train": {"epochs": 10},
@@ -79,7 +87,7 @@ def test_resolve_types_and_values():
     assert p.lora.r == 4 and type(p.lora.r) is int
     assert p.lora.target_modules == ["q_proj"]
     assert p.analysis.readout == "with_other"
-    assert p.analysis.hist_epochs == [1, 2]
+    assert p.analysis.fig_c.epochs == [1, 2]
     assert p.data.eval["mmlu_stem"] == SourceSpec(
         "mmlu", "test", path=None, group="stem", subjects=None, limit=5
     )
@@ -95,15 +103,74 @@ def test_defaults_fill_missing_keys_and_sections():
     assert p.train == dataclasses.replace(defaults, epochs=2)
     assert p.infer == InferParams()
     assert p.analysis == AnalysisParams()
+    assert p.units == ["0", "1"] and list(p.ensembles) == ["main"]
+    assert p.ensembles["main"].train == p.train and p.ensembles["main"].lora == p.lora
     assert p.base.vocab_size == BaseParams().vocab_size
     assert p.lora.dropout == LoraParams().dropout
     assert p.data.template == "paper"
 
 
-def test_members_default_when_absent():
-    no_members = raw()
-    del no_members["members"]
-    assert resolve_params(no_members).members == [0, 1, 2, 3, 4]
+@pytest.mark.parametrize("key", ["members", "ensembles"])
+def test_members_and_ensembles_are_required(key):
+    missing = raw()
+    del missing["tiny"][key], missing[key]
+    with pytest.raises(ConfigError, match=rf"tiny\.{key}: (the member list is empty|required)"):
+        resolve_params(missing)
+
+
+def test_member_stages_are_ids_or_ranges():
+    p = resolve_params(RAW, {"members": ["0-2", 4]})
+    assert p.members == [0, 1, 2, 4] and p.units == ["0-2", "4"]
+    with pytest.raises(ConfigError, match=r"member\(s\) \[2\] appear twice"):
+        resolve_params(RAW, {"members": ["0-2", 2]})
+    with pytest.raises(ConfigError, match="runs backwards; write '1-3'"):
+        resolve_params(RAW, {"members": ["3-1"]})
+    with pytest.raises(ConfigError, match="neither a member id nor a range"):
+        resolve_params(RAW, {"members": ["first"]})
+
+
+def test_ensembles_override_lora_and_train_of_the_profile():
+    p = resolve_params(RAW, {"profile": "paper", "paper.lora.r": 8})
+    assert list(p.ensembles) == ["lora_l2", "reg_l2"]
+    reg = p.ensembles["reg_l2"].train
+    assert (reg.prior_lambda, reg.weight_decay, reg.epochs) == (0.0, 1e-3, 10)
+    assert p.ensembles["lora_l2"].train == p.train
+    with pytest.raises(
+        ConfigError, match=r"tiny\.ensembles\.main\.train\.weight_decy: unknown key"
+    ):
+        resolve_params(RAW, {"ensembles": {"main": {"train": {"weight_decy": 1}}}})
+    with pytest.raises(ConfigError, match=r"tiny\.ensembles\.main\.trian: an ensemble overrides"):
+        resolve_params(RAW, {"ensembles": {"main": {"trian": {}}}})
+    with pytest.raises(ConfigError, match=r"tiny\.ensembles\.main\.train\.lr must be positive"):
+        resolve_params(RAW, {"ensembles": {"main": {"train": {"lr": 0}}}})
+    with pytest.raises(ConfigError, match="an ensemble name is letters"):
+        resolve_params(RAW, {"ensembles": {"with-dash": {}}})
+
+
+def test_reference_and_main_must_be_ensembles():
+    with pytest.raises(ConfigError, match=r"analysis\.reference: 'r33' is neither"):
+        resolve_params(RAW, {"analysis.reference": "r33"})
+    with pytest.raises(ConfigError, match=r"analysis\.main: 'mian' is not one of"):
+        resolve_params(RAW, {"analysis.main": "mian"})
+    p = resolve_params(RAW, {"profile": "paper", "paper.analysis.reference": "reg_l2"})
+    assert p.analysis.reference == "reg_l2" and p.main_ensemble == "lora_l2"
+
+
+def test_top_level_stage_lists_must_be_the_profiles():
+    """dvc.yaml builds the top-level lists' stages; lorauq refuses a file where they are not
+    the active profile's (a profile edited by hand without recomposing)."""
+    stale = raw(profile="paper")
+    with pytest.raises(
+        ConfigError, match=r"top-level ensembles \['main'\] are not those of profile 'paper'"
+    ):
+        resolve_params(stale)
+    stale = raw(members=[0, 1, 2])
+    with pytest.raises(
+        ConfigError, match=r"top-level members \[0, 1, 2\] are not those of profile 'tiny'"
+    ):
+        resolve_params(stale)
+    # an override is this process's business: it does not change what DVC builds
+    assert resolve_params(RAW, {"profile": "paper"}).profile == "paper"
 
 
 def test_as_dict_round_trips_sections():
@@ -113,6 +180,8 @@ def test_as_dict_round_trips_sections():
     assert set(d) == {
         "profile",
         "members",
+        "units",
+        "ensembles",
         "base",
         "data",
         "lora",
@@ -143,7 +212,7 @@ def test_dotted_override_active_profile(key):
 def test_override_profile_and_members():
     p = resolve_params(RAW, {"profile": "paper", "members": [4, 2]})
     assert p.profile == "paper"
-    assert p.members == [4, 2]
+    assert p.members == [2, 4] and p.units == ["4", "2"]
     assert p.train.epochs == 10
     assert p.base.kind == "pretrained"
     assert p.base.model == "mistralai/Mistral-7B-v0.1"
@@ -222,16 +291,16 @@ def test_negative_lr_and_prior_lambda():
 
 
 def test_empty_members():
-    with pytest.raises(ConfigError, match="members: the member list is empty"):
+    with pytest.raises(ConfigError, match=r"tiny\.members: the member list is empty"):
         resolve_params(RAW, {"members": []})
 
 
 def test_duplicate_or_negative_members():
-    with pytest.raises(ConfigError, match=r"members: must be distinct.*\[1, 1\]"):
+    with pytest.raises(ConfigError, match=r"member\(s\) \[1\] appear twice"):
         resolve_params(RAW, {"members": [1, 1]})
-    with pytest.raises(ConfigError, match="members: must be distinct non-negative"):
+    with pytest.raises(ConfigError, match="neither a member id nor a range"):
         resolve_params(RAW, {"members": [0, -2]})
-    with pytest.raises(ConfigError, match=r"members\[1\]: expected int"):
+    with pytest.raises(ConfigError, match="neither a member id nor a range"):
         resolve_params(RAW, {"members": [0, "one"]})
 
 
@@ -357,8 +426,21 @@ def test_repo_params_tiny(repo_params_path):
 def test_repo_params_paper(repo_params_path):
     p = load_params(repo_params_path, {"profile": "paper"})
     assert p.profile == "paper"
-    # DESIGN §5: the paper's configuration
+    # the paper's configuration (docs/paper.md)
     assert p.base.kind == "pretrained"
+    assert p.base.dtype == "float32"  # as the authors ran it
+    assert p.members == [0, 1, 2, 3, 4] and p.units == ["0", "1", "2", "3", "4"]
+    assert list(p.ensembles) == ["lora_l2", "reg_l2", "r32"]
+    reg, r32 = p.ensembles["reg_l2"], p.ensembles["r32"]
+    assert (reg.train.prior_lambda, reg.train.weight_decay, reg.lora.r) == (0.0, 1e-3, 8)
+    assert (r32.train.prior_lambda, r32.lora.r) == (1.0, 32)
+    assert p.analysis.reference == "r32" and p.main_ensemble == "lora_l2"
+    assert p.data.stored_letters == 5
+    assert p.analysis.readout == "renormalized" and p.analysis.fig_c.readout == "with_other"
+    fig_c = p.analysis.fig_c
+    assert (fig_c.epochs, fig_c.bins, fig_c.mi_max, fig_c.count_max) == ([1, 3, 6], 30, 0.2, 1e3)
+    assert fig_c.entropy_max == pytest.approx(1.3862943611198906)  # ln 4
+    assert p.base.revision and all(spec.revision for spec in (p.data.train, *p.data.eval.values()))
     assert "Mistral-7B" in str(p.base.model)
     assert (p.lora.r, p.lora.alpha, p.lora.dropout) == (8, 32.0, 0.0)
     assert sorted(p.lora.target_modules) == ["q_proj", "v_proj"]

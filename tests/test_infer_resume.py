@@ -106,7 +106,7 @@ def test_killed_inference_resumes_only_unfinished_epochs(trained, tmp_path, monk
     assert not out.exists()
     assert [p.name for p in out.parent.iterdir()] == [parts_dir(out).name]
     finished = sorted(p.name for p in parts_dir(out).iterdir())
-    assert len(finished) == 1 and finished[0].startswith("epoch-1-")
+    assert len(finished) == 1 and finished[0].startswith("member-0-epoch-1-")
 
     assert evaluate(base_dir, member_dir, out, monkeypatch) == [2, 3]
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(reference))

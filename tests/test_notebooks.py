@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 EXPECTED = {
     "01_base.ipynb": {"params_file", "overrides", "root"},
-    "02_finetune.ipynb": {"params_file", "overrides", "root", "member"},
-    "03_inference.ipynb": {"params_file", "overrides", "root", "member"},
+    "02_finetune.ipynb": {"params_file", "overrides", "root", "ensemble", "members"},
+    "03_inference.ipynb": {"params_file", "overrides", "root", "ensemble", "members"},
     "04_figures.ipynb": {"params_file", "overrides", "root"},
 }
 
@@ -60,7 +60,8 @@ def test_help_notebook_command_lists_each_parameter_with_its_help() -> None:
     )
     assert done.returncode == 0, done.stderr
     out = " ".join(done.stdout.split())
-    assert "member: int (default 0) the member to train; its id is its seed" in out
+    assert 'members: str (default "0") the stage: a member id, or a range like 0-4' in out
+    assert 'ensemble: str (default "lora_l2")' in out
     assert 'root: str (default "")' in out
     assert "Unknown type" not in out
 

@@ -14,7 +14,9 @@ from workspace import copy_repository, sh
 pytestmark = pytest.mark.slow
 
 ONE_SET_ONE_MEMBER_ONE_EPOCH = {
-    "members": [0],
+    "tiny.members": [0],
+    "tiny.ensembles": {"lora_l2": {}},
+    "tiny.analysis.reference": "halves",
     "tiny.data.eval.known": None,
     "tiny.data.eval.unseen": None,
     "tiny.data.eval.noisy": None,
@@ -40,12 +42,13 @@ def test_one_set_one_member_one_epoch_runs_dvc_repro_to_the_end(tmp_path: Path) 
     sh(repo, "dvc", "repro")
     assert "up to date" in sh(repo, "dvc", "status")
     metrics = json.loads((repo / "reports" / "metrics.json").read_text())
-    assert set(metrics["final"]) == {"in_domain"} and metrics["config"]["members"] == 1
-    assert metrics["ood_auroc"] == {"final": {}}
+    final = metrics["lora_l2"]["renormalized"]
+    assert set(final["final"]) == {"in_domain"} and metrics["config"]["members"] == 1
+    assert final["ood_auroc"] == {"final": {}}
     dvc = yaml.safe_load((repo / "dvc.yaml").read_text())
     for entry in dvc["stages"]["figures"]["plots"]:
         assert (repo / next(iter(entry))).is_file()
-    figures = {p.stem for p in (repo / "reports" / "figures").glob("*.png")}
+    figures = {p.stem for p in (repo / "reports" / "figures" / "png").glob("*.png")}
     assert "fig_a_metrics_over_epochs" in figures
     assert not {"ood_roc", "fig_b_agreement"} & figures
     printed = _notebook_text(repo / "reports" / "notebooks" / "04_figures.ipynb")

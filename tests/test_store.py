@@ -8,7 +8,13 @@ import pytest
 
 from lorauq.errors import LorauqError, StoreError
 from lorauq.schema import KEY_COLUMNS, LOGIT_COLUMNS, LOGITS_COLUMNS, PRIOR_MEMBER
-from lorauq.store import broadcast_prior, read_logits, validate_logits, write_logits
+from lorauq.store import (
+    broadcast_prior,
+    normalize_logits_frame,
+    read_logits,
+    validate_logits,
+    write_logits,
+)
 
 
 def make_frame(member=0, epochs=(1,), eval_sets=("in_domain",), n_choices=(4, 5, 2), seed=0):
@@ -163,8 +169,29 @@ def test_non_finite_used_logit_names_row_and_id(tmp_path, bad):
 def test_value_past_n_choices_must_be_nan(tmp_path):
     frame = make_frame(n_choices=(4, 2))
     frame.loc[1, "logit_c"] = 0.5
-    with pytest.raises(StoreError, match="past n_choices must be NaN"):
+    with pytest.raises(StoreError, match="past n_letters must be NaN"):
         write_logits(frame, tmp_path / "t.parquet")
+
+
+def test_letters_past_the_choices_are_kept_when_stored(tmp_path):
+    """data.stored_letters: a 4-choice question may carry logits of 5 letters (a–e)."""
+    frame = make_frame(n_choices=(4, 2))
+    frame["n_letters"] = 5
+    frame.loc[:, "logit_e"] = 0.25
+    frame.loc[1, ["logit_c", "logit_d"]] = [0.5, 0.75]
+    back = read_logits(write_logits(frame, tmp_path / "t.parquet"))
+    assert back["n_letters"].tolist() == [5, 5] and back["n_choices"].tolist() == [4, 2]
+    assert back["logit_e"].tolist() == [0.25, 0.25]
+    fewer = frame.assign(n_letters=3)
+    with pytest.raises(StoreError, match=r"n_letters outside n_choices\.\.10"):
+        write_logits(fewer, tmp_path / "u.parquet")
+
+
+def test_tables_without_n_letters_store_their_choices(tmp_path):
+    """A table written before n_letters existed reads as storing its choices' letters."""
+    frame = normalize_logits_frame(make_frame(n_choices=(4, 2))).drop(columns="n_letters")
+    frame.to_parquet(tmp_path / "old.parquet", index=False)
+    assert read_logits(tmp_path / "old.parquet")["n_letters"].tolist() == [4, 2]
 
 
 @pytest.mark.parametrize("answer", [4, 7, -2])
@@ -183,7 +210,7 @@ def test_unlabelled_answer_allowed(tmp_path):
 
 @pytest.mark.parametrize("n", [1, 11])
 def test_n_choices_out_of_range(n):
-    frame = make_frame(n_choices=(3,))
+    frame = normalize_logits_frame(make_frame(n_choices=(3,)))
     frame["n_choices"] = n
     frame["answer"] = 0
     with pytest.raises(StoreError, match=r"n_choices outside 2\.\.10"):

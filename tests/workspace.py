@@ -87,6 +87,8 @@ def copy_repository(dest: Path, overrides: Mapping[str, Any] | None = None) -> P
         shutil.copy2(ROOT / name, dest / name)
     if overrides:
         set_params(dest / "params.yaml", overrides)
+        # what `dvc exp run` does: the profile's stage lists copied to the top level
+        sh(dest, sys.executable, "-m", "lorauq.compose")
     sh(dest, "git", "init", "-q")
     sh(dest, "git", "add", "-A")
     sh(dest, "git", "commit", "-qm", "experiment")

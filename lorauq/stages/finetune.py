@@ -1,31 +1,51 @@
-"""Stage ``finetune@m``: one ensemble member, resuming after its last complete epoch."""
+"""Stage ``finetune@<ensemble>-<members>``: the members of one ensemble that one stage trains.
+
+One member per stage lets members run on different GPUs or machines; several per stage
+save the process start-up that dominates small models (the tiny profile trains an ensemble
+in one stage). Each member resumes after its last complete epoch.
+"""
 
 from __future__ import annotations
 
-from lorauq.config import Params
-from lorauq.errors import StoreError
+from lorauq.config import Params, unit_members
+from lorauq.errors import ConfigError
 from lorauq.layout import Layout
 from lorauq.model import load_base, set_threads
 from lorauq.questions import read_prepared
 from lorauq.train import train_member
 
 
+def check_unit(params: Params, unit: str) -> list[int]:
+    """The members of stage ``unit``, which must be one of the profile's member stages."""
+    if str(unit) not in params.units:
+        raise ConfigError(
+            f"members {unit!r} is not a stage of {params.profile}.members {params.units}; "
+            "if you changed the profile's members, run `python -m lorauq.compose` (or "
+            "`dvc exp run`) so dvc.yaml builds the new stages"
+        )
+    return unit_members(unit)
+
+
 def run(
-    params: Params, member: int, layout: Layout = Layout(), progress: bool = True
-) -> list[dict]:
-    """Train member ``member``; returns its epoch logs (loss, prior term, tokens, seconds)."""
-    if member not in params.members:
-        raise StoreError(f"member {member} is not in params members {params.members}")
-    set_threads(params.train.threads)
-    model, tokenizer = load_base(params.base, layout.base)
-    return train_member(
-        model,
-        tokenizer,
-        read_prepared(layout.train_table),
-        member=member,
-        member_dir=layout.member_dir(member),
-        lora=params.lora,
-        train=params.train,
-        template=params.data.template,
-        progress=progress,
-    )
+    params: Params, ensemble: str, unit: str, layout: Layout = Layout(), progress: bool = True
+) -> dict[int, list[dict]]:
+    """Train the members of ``unit`` in ``ensemble``; their epoch logs by member."""
+    spec = params.ensemble(ensemble)
+    members = check_unit(params, unit)
+    set_threads(spec.train.threads)
+    train_frame = read_prepared(layout.train_table)
+    logs = {}
+    for member in members:
+        model, tokenizer = load_base(params.base, layout.base)  # peft wraps it in place
+        logs[member] = train_member(
+            model,
+            tokenizer,
+            train_frame,
+            member=member,
+            member_dir=layout.member_dir(ensemble, str(unit), member),
+            lora=spec.lora,
+            train=spec.train,
+            template=params.data.template,
+            progress=progress,
+        )
+    return logs
