@@ -21,7 +21,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from lorauq.batching import budget_batches, collate_left, last_position_logits, pad_multiple
+from lorauq.batching import (
+    budget_batches,
+    collate_left,
+    float32_head,
+    last_position_logits,
+    pad_multiple,
+)
 from lorauq.config import InferParams
 from lorauq.errors import DataError, StoreError
 from lorauq.prompt import encode_prompts, letter_token_ids
@@ -44,7 +50,8 @@ def sequence_letter_logits(
     """Letter logits (n, len(letters)) and vocabulary log-sum-exp (n,) of token sequences.
 
     The model runs once per length-sorted batch of at most ``batch_tokens`` padded tokens and
-    its LM head only at the last position; only K + 1 numbers per question leave the device.
+    its LM head only at the last position (in float32 for a bfloat16/float16 base); only K + 1
+    numbers per question leave the device.
     """
     device = next(model.parameters()).device
     letter_out = np.empty((len(sequences), len(letters)), dtype=np.float32)
@@ -52,11 +59,12 @@ def sequence_letter_logits(
     letter_index = torch.as_tensor(letters, device=device)
     lengths = [len(s) for s in sequences]
     multiple = multiple or pad_multiple(device)
-    for batch in tqdm(budget_batches(lengths, batch_tokens), desc=desc, disable=not progress):
-        inputs = collate_left([sequences[i] for i in batch], pad_id, device, multiple)
-        logits = last_position_logits(model, *inputs).float()
-        letter_out[batch] = logits[:, letter_index].cpu().numpy()
-        lse_out[batch] = torch.logsumexp(logits, dim=-1).cpu().numpy()
+    with float32_head(model):
+        for batch in tqdm(budget_batches(lengths, batch_tokens), desc=desc, disable=not progress):
+            inputs = collate_left([sequences[i] for i in batch], pad_id, device, multiple)
+            logits = last_position_logits(model, *inputs).float()
+            letter_out[batch] = logits[:, letter_index].cpu().numpy()
+            lse_out[batch] = torch.logsumexp(logits, dim=-1).cpu().numpy()
     return letter_out, lse_out
 
 
@@ -121,16 +129,23 @@ def letter_table(
 ) -> pd.DataFrame:
     """One row per question: its K letter logits (NaN past K) and the vocabulary log-sum-exp."""
     infer = infer or InferParams()
-    letters, n_choices = encoded.letters, encoded.n_choices
     letter_part, lse_out = sequence_letter_logits(
         model,
         encoded.sequences,
-        letters,
+        encoded.letters,
         pad_id=pad_id,
         batch_tokens=infer.batch_tokens,
         desc=desc,
         progress=progress,
     )
+    return letter_frame(encoded, letter_part, lse_out)
+
+
+def letter_frame(
+    encoded: EncodedEvalSet, letter_part: np.ndarray, lse_out: np.ndarray
+) -> pd.DataFrame:
+    """The logits-store rows of one eval set from its (n, K) letter logits and (n,) log-sum-exp."""
+    letters, n_choices = encoded.letters, encoded.n_choices
     logits_out = np.full((len(n_choices), MAX_CHOICES), np.nan, dtype=np.float32)
     logits_out[:, : len(letters)] = letter_part
     logits_out[np.arange(MAX_CHOICES)[None, :] >= n_choices[:, None]] = np.nan
@@ -174,11 +189,16 @@ def _evaluate_all(
         table = letter_table(
             model, encoded, pad_id=pad_id, infer=infer, desc=desc, progress=progress
         )
-        table.insert(0, "eval_set", name)
-        table.insert(0, "epoch", epoch)
-        table.insert(0, "member", member)
-        tables.append(table)
+        tables.append(tag_table(table, member, epoch, name))
     return tables
+
+
+def tag_table(table: pd.DataFrame, member: int, epoch: int, eval_set: str) -> pd.DataFrame:
+    """Prefix the key columns (member, epoch, eval_set) of the logits store, in place."""
+    table.insert(0, "eval_set", eval_set)
+    table.insert(0, "epoch", epoch)
+    table.insert(0, "member", member)
+    return table
 
 
 def evaluate_prior(
@@ -226,19 +246,21 @@ def parts_dir(out_path: Path) -> Path:
     return out_path.parent / f".{out_path.stem}.parts"
 
 
-def _inputs_digest(
+def inputs_digest(
     base_model,
     encoded_sets: Mapping[str, EncodedEvalSet],
     template: str,
     infer: InferParams | None,
+    code: tuple = (),
 ) -> hashlib._Hash:
     """What every epoch's logits share: the exact token ids and letters fed to the model, the
     question tables copied into the output, the base's config and dtype, the settings, and the
-    code and torch version that compute them. Hashed once per member."""
+    code and torch version that compute them (``code``: modules besides this one and
+    ``lorauq.batching``, e.g. the joint evaluation's). Hashed once per member."""
     import lorauq.batching
 
     digest = hashlib.sha256()
-    for module in (sys.modules[__name__], lorauq.batching):
+    for module in (sys.modules[__name__], lorauq.batching, *code):
         digest.update(Path(module.__file__).read_bytes())
     digest.update(torch.__version__.encode())
     digest.update(base_model.config.to_json_string().encode())
@@ -254,7 +276,7 @@ def _inputs_digest(
     return digest
 
 
-def _fingerprint(folder: Path, inputs: hashlib._Hash) -> str:
+def fingerprint(folder: Path, inputs: hashlib._Hash) -> str:
     """The inputs' digest plus the epoch's adapter: a part written under another fingerprint
     (a retrained adapter, another tokenizer, dtype, eval set or lorauq version) is never
     reused."""
@@ -267,7 +289,7 @@ def _fingerprint(folder: Path, inputs: hashlib._Hash) -> str:
     return digest.hexdigest()[:16]
 
 
-def _finished_part(path: Path, member: int, epoch: int) -> pd.DataFrame | None:
+def finished_part(path: Path, member: int, epoch: int) -> pd.DataFrame | None:
     if not path.is_file():
         return None
     try:
@@ -308,11 +330,11 @@ def evaluate_member(
     encoded = encode_eval_sets(
         tokenizer, eval_sets, template=template, infer=infer, prefix=f"member {member}"
     )
-    inputs = _inputs_digest(base_model, encoded, template, infer)
+    inputs = inputs_digest(base_model, encoded, template, infer)
     for epoch in epochs:
         folder = member_dir / f"epoch-{epoch}"
-        part = parts / f"epoch-{epoch}-{_fingerprint(folder, inputs)}.parquet"
-        done = _finished_part(part, member, epoch)
+        part = parts / f"epoch-{epoch}-{fingerprint(folder, inputs)}.parquet"
+        done = finished_part(part, member, epoch)
         if done is not None:
             if progress:
                 tqdm.write(f"member {member} epoch {epoch}: reusing {part}")
