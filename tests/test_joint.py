@@ -514,3 +514,26 @@ def test_evaluation_of_members_of_different_configs_is_refused(world, runs, tmp_
             progress=False,
         )
     assert not (tmp_path / "a.parquet").exists()
+
+
+def test_gradient_checkpointing_gives_the_same_members(world, tmp_path):
+    lora = dataclasses.replace(LORA, dropout=0.0)
+    plain = tmp_path / "plain"
+    joint(world, plain, members=[0, 1], epochs=1, lora=lora)
+    base = fresh_base(world)
+    train_members(
+        base,
+        world["tokenizer"],
+        world["train"],
+        members=[0, 1],
+        member_dirs=dirs(tmp_path / "checkpointed", [0, 1]),
+        lora=lora,
+        train=dataclasses.replace(TRAIN, epochs=1, gradient_checkpointing=True),
+        progress=False,
+    )
+    assert not base.is_activation_checkpointing  # the base is given back as it came
+    for member in (0, 1):
+        assert_adapters_close(
+            plain / f"member-{member}" / "epoch-1",
+            tmp_path / "checkpointed" / f"member-{member}" / "epoch-1",
+        )
