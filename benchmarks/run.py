@@ -23,7 +23,11 @@ machine's measured float32 matmul FLOP/s.
     OMP_NUM_THREADS=2 .venv/bin/python -m benchmarks.run            # the table of the README
     .venv/bin/python -m benchmarks.run --quick                      # a smoke run (the tests)
 
-It ends with ``ratio train_vs_plain: X`` and ``ratio eval_vs_authors: Y`` (the first model).
+It ends with ``ratio train_vs_plain: X (model)``, ``ratio eval_vs_authors: Y (model)``,
+``ratio joint_vs_separate: Z (model)`` (an ensemble of ``joint_members`` trained in one pass
+vs one member after another, each on a fresh base as a one-by-one finetune stage has it) and
+``ratio joint_eval_vs_separate: W (model)`` (evaluated in one pass vs one adapter after
+another), for each model, the first model first (its numbers are also the JSON's top level).
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ import torch
 
 from lorauq.atomic import write_text_atomic
 from lorauq.config import BaseParams, InferParams, LoraParams, TrainParams
-from lorauq.infer import evaluate_member, evaluate_prior
+from lorauq.infer import evaluate_member, evaluate_members, evaluate_prior
+from lorauq.joint import train_members
 from lorauq.model import load_base_model, load_tokenizer, lora_config, train_tokenizer
 from lorauq.prompt import format_prompt, letter_token_ids
 from lorauq.schema import LOGIT_COLUMNS, PRIOR_MEMBER
@@ -84,10 +89,11 @@ class Workload:
     eval_questions: int
     members: int
     epochs: int
+    joint_members: int  # the ensemble trained and evaluated together vs one by one
 
 
-FULL = Workload(train_questions=96, eval_questions=48, members=2, epochs=2)
-QUICK = Workload(train_questions=16, eval_questions=6, members=1, epochs=1)
+FULL = Workload(train_questions=96, eval_questions=48, members=2, epochs=2, joint_members=5)
+QUICK = Workload(train_questions=16, eval_questions=6, members=1, epochs=1, joint_members=2)
 
 
 @dataclass
@@ -209,6 +215,56 @@ def train_plain(folder: Path, frame: pd.DataFrame, out: Path) -> float:
     return time.perf_counter() - start
 
 
+def train_separately(folder: Path, frame: pd.DataFrame, out: Path, members: int) -> float:
+    """``train_member`` per member, each on a fresh base as a finetune stage has it."""
+    params = base_params(folder)
+    tokenizer = load_tokenizer(str(folder), params)
+    seconds = 0.0
+    for member in range(members):
+        model = load_base_model(str(folder), params)
+        start = time.perf_counter()
+        train_member(
+            model,
+            tokenizer,
+            frame,
+            member=member,
+            member_dir=out / f"member-{member}",
+            lora=LORA,
+            train=TRAIN,
+            progress=False,
+        )
+        seconds += time.perf_counter() - start
+    return seconds
+
+
+def train_jointly(folder: Path, frame: pd.DataFrame, out: Path, members: int) -> float:
+    params = base_params(folder)
+    tokenizer = load_tokenizer(str(folder), params)
+    model = load_base_model(str(folder), params)
+    start = time.perf_counter()
+    train_members(
+        model,
+        tokenizer,
+        frame,
+        {m: out / f"member-{m}" for m in range(members)},
+        lora=LORA,
+        train=TRAIN,
+        progress=False,
+    )
+    return time.perf_counter() - start
+
+
+def max_adapter_difference(a: Path, b: Path, members: int) -> float:
+    from safetensors.torch import load_file
+
+    worst = 0.0
+    for member in range(members):
+        x = load_file(a / f"member-{member}" / "epoch-1" / "adapter_model.safetensors")
+        y = load_file(b / f"member-{member}" / "epoch-1" / "adapter_model.safetensors")
+        worst = max(worst, max(float((x[k] - y[k]).abs().max()) for k in x))
+    return worst
+
+
 # --- evaluation ----------------------------------------------------------------------------
 
 
@@ -288,6 +344,35 @@ def evaluate_authors(folder: Path, frame: pd.DataFrame, adapters: Path, workload
     return time.perf_counter() - start, results
 
 
+def evaluate_ensemble(
+    folder: Path, eval_sets: dict, adapters: Path, out: Path, members: int, *, joint: bool
+) -> float:
+    """``evaluate_members`` of the ensemble on one loaded base into one table, as an inference
+    stage of several members does: jointly (one pass per batch for all members) or one
+    adapter after another (``infer.joint``)."""
+    params = base_params(folder)
+    tokenizer = load_tokenizer(str(folder), params)
+    model = load_base_model(str(folder), params)
+    infer = InferParams(max_length=AUTHORS_EVAL_LENGTH, batch_tokens=8192, joint=joint)
+    start = time.perf_counter()
+    evaluate_members(
+        model,
+        tokenizer,
+        eval_sets,
+        {m: adapters / f"member-{m}" for m in range(members)},
+        out / f"members-0-{members - 1}.parquet",
+        infer=infer,
+        progress=False,
+    )
+    return time.perf_counter() - start
+
+
+def max_table_difference(a: Path, b: Path) -> float:
+    x, y = read_logits(sorted(a.glob("*.parquet"))), read_logits(sorted(b.glob("*.parquet")))
+    columns = [*LOGIT_COLUMNS[:5], "logsumexp_vocab"]
+    return float(np.abs(x[columns].to_numpy() - y[columns].to_numpy()).max())
+
+
 def max_logit_difference(store: Path, authors: dict) -> float:
     table = read_logits(sorted(store.glob("*.parquet")))
     worst = 0.0
@@ -305,7 +390,7 @@ def max_logit_difference(store: Path, authors: dict) -> float:
 
 def bench_model(
     name: str, workload: Workload, peak: float, scratch: Path, repeats: int
-) -> tuple[list, float]:
+) -> tuple[list, dict[str, float]]:
     train_frame = made_up_questions(workload.train_questions, seed=1)
     eval_frame = made_up_questions(workload.eval_questions, seed=2)
     texts = [format_prompt(r, with_answer=True) for r in train_frame.to_dict("records")]
@@ -358,8 +443,39 @@ def bench_model(
         row("evaluate", "authors: reload per job, batch 2, pad 512", theirs,
             eval_tokens, eval_questions, 2),
     ]  # fmt: skip
-    delta = max_logit_difference(base / "l-0", authors_logits)
-    return rows, delta
+    deltas = {"authors": max_logit_difference(base / "l-0", authors_logits)}
+    # the ensemble: trained, then evaluated, together and one by one
+    m = workload.joint_members
+    ensemble = [
+        best(lambda i: train_jointly(folder, train_frame, base / f"j-{i}", m)),
+        best(lambda i: train_separately(folder, train_frame, base / f"s-{i}", m)),
+    ]
+    deltas["joint_adapters"] = max_adapter_difference(base / "j-0", base / "s-0", m)
+    eval_sets = {"eval": eval_frame}
+    ensemble_eval = [
+        best(
+            lambda i: evaluate_ensemble(
+                folder, eval_sets, base / "j-0", base / f"je-{i}", m, joint=True
+            )
+        ),
+        best(
+            lambda i: evaluate_ensemble(
+                folder, eval_sets, base / "j-0", base / f"se-{i}", m, joint=False
+            )
+        ),
+    ]
+    deltas["joint_logits"] = max_table_difference(base / "je-0", base / "se-0")
+    rows += [
+        row("ensemble train", f"lorauq joint: {m} members in one pass", ensemble[0],
+            m * train_tokens, m * len(train_frame), 4),
+        row("ensemble train", f"lorauq: {m} members one by one", ensemble[1],
+            m * train_tokens, m * len(train_frame), 4),
+        row("ensemble evaluate", f"lorauq joint: {m} members in one pass", ensemble_eval[0],
+            m * tokens(eval_frame), m * len(eval_frame), 2),
+        row("ensemble evaluate", f"lorauq: {m} members one by one", ensemble_eval[1],
+            m * tokens(eval_frame), m * len(eval_frame), 2),
+    ]  # fmt: skip
+    return rows, deltas
 
 
 def format_table(rows: list[Row]) -> str:
@@ -402,7 +518,11 @@ def main(argv: list[str] | None = None) -> dict:
     print()
     print(format_table(rows))
     for name, delta in deltas.items():
-        print(f"{name}: max |Δ letter logit| lorauq vs authors' way = {delta:.2e}")
+        print(
+            f"{name}: max |Δ letter logit| lorauq vs authors' way = {delta['authors']:.2e}; "
+            f"joint vs one by one: max |Δ adapter| = {delta['joint_adapters']:.2e}, "
+            f"max |Δ letter logit| = {delta['joint_logits']:.2e}"
+        )
     first = args.models[0]
     result = {
         "peak_gflops": peak / 1e9,
@@ -410,15 +530,26 @@ def main(argv: list[str] | None = None) -> dict:
         "workload": asdict(workload),
         "repeats": args.repeats,
         "rows": [asdict(r) for r in rows],
-        "max_logit_delta": deltas,
+        "max_logit_delta": {name: delta["authors"] for name, delta in deltas.items()},
+        "joint_max_adapter_delta": {n: d["joint_adapters"] for n, d in deltas.items()},
+        "joint_max_logit_delta": {n: d["joint_logits"] for n, d in deltas.items()},
         "train_vs_plain": ratio(rows, first, "train"),
         "eval_vs_authors": ratio(rows, first, "evaluate"),
+        "joint_vs_separate": ratio(rows, first, "ensemble train"),
+        "joint_eval_vs_separate": ratio(rows, first, "ensemble evaluate"),
+        "by_model": {
+            name: {
+                "train_vs_plain": ratio(rows, name, "train"),
+                "eval_vs_authors": ratio(rows, name, "evaluate"),
+                "joint_vs_separate": ratio(rows, name, "ensemble train"),
+                "joint_eval_vs_separate": ratio(rows, name, "ensemble evaluate"),
+            }
+            for name in args.models
+        },
     }
-    for name in args.models[1:]:
-        print(f"{name}: train_vs_plain {ratio(rows, name, 'train'):.2f}, "
-              f"eval_vs_authors {ratio(rows, name, 'evaluate'):.2f}")  # fmt: skip
-    print(f"ratio train_vs_plain: {result['train_vs_plain']:.2f}")
-    print(f"ratio eval_vs_authors: {result['eval_vs_authors']:.2f}")
+    for name in args.models:
+        for key, value in result["by_model"][name].items():
+            print(f"ratio {key}: {value:.2f} ({name})")
     if args.json:
         write_text_atomic(args.json, json.dumps(result, indent=2))
     return result

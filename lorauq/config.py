@@ -131,12 +131,26 @@ class TrainParams:
     # --compile), for a minute or two of compilation per process.
     compile: bool = False
     threads: int = 0
+    #: How a stage of several members trains them: true, together (``lorauq.joint``: one
+    #: forward and backward through the base per step for all of them, stacked adapters);
+    #: false, one after another (``lorauq.train.train_member``, a fresh base each). Each member
+    #: gets the same batches, loss, optimiser and RNG either way, so the checkpoints equal to
+    #: float rounding and have the same files; either way resumes the other's. A one-member
+    #: stage always trains alone. Joint training refuses LoRA dropout with gradient
+    #: checkpointing (the recomputed pass would draw other masks).
+    joint: bool = True
+    threads: int = 0
 
 
 @dataclass(frozen=True)
 class InferParams:
     max_length: int = 512
     batch_tokens: int = 8192
+    #: How a stage of several members evaluates them: true, at each epoch all of them in one
+    #: pass (stacked adapters; ``batch_tokens`` bounds the whole pass); false, one adapter after
+    #: another. The same table either way, letter logits to float rounding; a killed run's
+    #: finished parts are reused only by a rerun the same way.
+    joint: bool = True
     threads: int = 0
 
 
@@ -351,6 +365,20 @@ def _check_training(owner: Params | Ensemble, where: str) -> None:
         raise ConfigError(f"{where}.lora.target_modules: empty")
 
 
+def _check_joint(ensemble: Ensemble, units: list[str], where: str) -> None:
+    """Joint training cannot replay LoRA dropout through gradient checkpointing: refused here,
+    at load time, when a stage of several members would train them jointly."""
+    t = ensemble.train
+    several = any(len(unit_members(unit)) > 1 for unit in units)
+    if several and t.joint and t.gradient_checkpointing and ensemble.lora.dropout > 0:
+        raise ConfigError(
+            f"{where}: train.joint with train.gradient_checkpointing and lora.dropout > 0: "
+            "joint training draws each member's dropout from its own generator, which "
+            "checkpointing would not replay; set train.joint: false (members one after "
+            "another), lora.dropout: 0 or train.gradient_checkpointing: false"
+        )
+
+
 def _check_values(params: Params, where: str) -> None:
     """Range checks that types alone cannot express."""
     _check_training(params, where)
@@ -389,6 +417,7 @@ def _check_values(params: Params, where: str) -> None:
         )
     for ensemble in params.ensembles.values():
         _check_training(ensemble, f"{where}.ensembles.{ensemble.name}")
+        _check_joint(ensemble, params.units, f"{where}.ensembles.{ensemble.name}")
     if not params.data.eval:
         raise ConfigError(f"{where}.data.eval: no evaluation sets")
     if params.base.kind == "pretrained" and not params.base.model:

@@ -1,18 +1,26 @@
 """Letter logits of every (member, epoch, eval set, question), written to the logits store.
 
-The base model is loaded once per process; every epoch's adapter of a member is loaded
-into the same peft wrapper and switched with ``set_adapter`` (measured faster than peft's
-mixed-adapter batches on CPU). The prior (epoch 0) is the base model itself, identical for
-all members, so it is computed once and stored with member −1.
+The base model is loaded once per process. Its members' adapters are evaluated in one of two
+ways (``infer.joint``), which write the same table to float rounding:
+
+* in turn: every (member, epoch) adapter is loaded into the same peft wrapper and switched
+  with ``set_adapter`` (measured faster than peft's mixed-adapter batches on CPU);
+* jointly: at each epoch every member that has it is stacked on the base
+  (``lorauq.stacked``) and each batch of questions runs once per member in one pass, so the
+  base's weights are read once for all of them.
+
+The prior (epoch 0) is the base model itself, identical for all members, so it is computed
+once and stored with member −1.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +29,20 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from lorauq.batching import budget_batches, collate_left, last_position_logits, pad_multiple
-from lorauq.checkpoints import completed_epochs
+import lorauq.stacked
+from lorauq.batching import (
+    budget_batches,
+    collate_left,
+    float32_head,
+    last_position_logits,
+    pad_multiple,
+)
+from lorauq.checkpoints import ADAPTER_FILE, completed_epochs, epoch_dir
 from lorauq.config import InferParams
-from lorauq.errors import DataError, StoreError
+from lorauq.errors import ConfigError, DataError, StoreError
 from lorauq.prompt import encode_prompts, letter_token_ids
 from lorauq.schema import LOGIT_COLUMNS, MAX_CHOICES, PRIOR_MEMBER
+from lorauq.stacked import Route, StackedLora
 from lorauq.store import read_logits, write_logits
 
 
@@ -45,7 +61,8 @@ def sequence_letter_logits(
     """Letter logits (n, len(letters)) and vocabulary log-sum-exp (n,) of token sequences.
 
     The model runs once per length-sorted batch of at most ``batch_tokens`` padded tokens and
-    its LM head only at the last position; only K + 1 numbers per question leave the device.
+    its LM head only at the last position (in float32 for a bfloat16/float16 base); only K + 1
+    numbers per question leave the device.
     """
     device = next(model.parameters()).device
     letter_out = np.empty((len(sequences), len(letters)), dtype=np.float32)
@@ -53,11 +70,52 @@ def sequence_letter_logits(
     letter_index = torch.as_tensor(letters, device=device)
     lengths = [len(s) for s in sequences]
     multiple = multiple or pad_multiple(device)
-    for batch in tqdm(budget_batches(lengths, batch_tokens), desc=desc, disable=not progress):
-        inputs = collate_left([sequences[i] for i in batch], pad_id, device, multiple)
-        logits = last_position_logits(model, *inputs).float()
-        letter_out[batch] = logits[:, letter_index].cpu().numpy()
-        lse_out[batch] = torch.logsumexp(logits, dim=-1).cpu().numpy()
+    with float32_head(model):
+        for batch in tqdm(budget_batches(lengths, batch_tokens), desc=desc, disable=not progress):
+            inputs = collate_left([sequences[i] for i in batch], pad_id, device, multiple)
+            logits = last_position_logits(model, *inputs).float()
+            letter_out[batch] = logits[:, letter_index].cpu().numpy()
+            lse_out[batch] = torch.logsumexp(logits, dim=-1).cpu().numpy()
+    return letter_out, lse_out
+
+
+@torch.inference_mode()
+def stacked_letter_logits(
+    model,
+    stack: StackedLora,
+    sequences: list[list[int]],
+    letters: list[int],
+    *,
+    slots: list[int],
+    pad_id: int,
+    batch_tokens: int,
+    desc: str = "evaluate",
+    progress: bool = True,
+    multiple: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Letter logits (S, n, K) and log-sum-exp (S, n) of every stacked member in ``slots``.
+
+    Each length-sorted batch of questions is repeated once per member and run as one pass;
+    ``batch_tokens`` bounds the whole pass (so each member's share is batch_tokens / S),
+    which keeps the memory of :func:`sequence_letter_logits` at the same budget.
+    """
+    device = next(model.parameters()).device
+    n_slots = len(slots)
+    letter_out = np.empty((n_slots, len(sequences), len(letters)), dtype=np.float32)
+    lse_out = np.empty((n_slots, len(sequences)), dtype=np.float32)
+    letter_index = torch.as_tensor(letters, device=device)
+    lengths = [len(s) for s in sequences]
+    multiple = multiple or pad_multiple(device)
+    batches = budget_batches(lengths, max(1, batch_tokens // n_slots))
+    with float32_head(model):
+        for batch in tqdm(batches, desc=desc, disable=not progress):
+            group = [sequences[i] for i in batch]
+            inputs = collate_left(group * n_slots, pad_id, device, multiple)
+            with stack.routed(Route(list(slots), [len(batch)] * n_slots)):
+                logits = last_position_logits(model, *inputs).float()
+            logits = logits.reshape(n_slots, len(batch), -1)
+            letter_out[:, batch] = logits[..., letter_index].cpu().numpy()
+            lse_out[:, batch] = torch.logsumexp(logits, dim=-1).cpu().numpy()
     return letter_out, lse_out
 
 
@@ -145,16 +203,24 @@ def letter_table(
     """One row per question: its letter logits (NaN past its ``n_letters``) and the vocabulary
     log-sum-exp."""
     infer = infer or InferParams()
-    letters, n_letters = encoded.letters, encoded.n_letters
     letter_part, lse_out = sequence_letter_logits(
         model,
         encoded.sequences,
-        letters,
+        encoded.letters,
         pad_id=pad_id,
         batch_tokens=infer.batch_tokens,
         desc=desc,
         progress=progress,
     )
+    return letter_frame(encoded, letter_part, lse_out)
+
+
+def letter_frame(
+    encoded: EncodedEvalSet, letter_part: np.ndarray, lse_out: np.ndarray
+) -> pd.DataFrame:
+    """The logits-store rows of one eval set from its (n, K) letter logits and (n,) log-sum-exp
+    (NaN past each question's ``n_letters``)."""
+    letters, n_letters = encoded.letters, encoded.n_letters
     logits_out = np.full((len(n_letters), MAX_CHOICES), np.nan, dtype=np.float32)
     logits_out[:, : len(letters)] = letter_part
     logits_out[np.arange(MAX_CHOICES)[None, :] >= n_letters[:, None]] = np.nan
@@ -199,11 +265,16 @@ def _evaluate_all(
         table = letter_table(
             model, encoded, pad_id=pad_id, infer=infer, desc=desc, progress=progress
         )
-        table.insert(0, "eval_set", name)
-        table.insert(0, "epoch", epoch)
-        table.insert(0, "member", member)
-        tables.append(table)
+        tables.append(tag_table(table, member, epoch, name))
     return tables
+
+
+def tag_table(table: pd.DataFrame, member: int, epoch: int, eval_set: str) -> pd.DataFrame:
+    """Prefix the key columns (member, epoch, eval_set) of the logits store, in place."""
+    table.insert(0, "eval_set", eval_set)
+    table.insert(0, "epoch", epoch)
+    table.insert(0, "member", member)
+    return table
 
 
 def evaluate_prior(
@@ -261,20 +332,23 @@ def _inputs_digest(
     base_model,
     encoded_sets: Mapping[str, EncodedEvalSet],
     template: str,
-    infer: InferParams | None,
+    infer: InferParams,
+    code: Sequence = (),
 ) -> hashlib._Hash:
     """What every epoch's logits share: the exact token ids and letters fed to the model, the
-    question tables copied into the output, the base's config and dtype, the settings, and the
-    code and torch version that compute them. Hashed once per member."""
+    question tables copied into the output, the base's config and dtype, the settings (with
+    the way the members are evaluated, ``infer.joint``: the two ways round differently), and
+    the code and torch version that compute them (``code``: modules besides this one and
+    ``lorauq.batching``). Hashed once per call."""
     import lorauq.batching
 
     digest = hashlib.sha256()
-    for module in (sys.modules[__name__], lorauq.batching):
+    for module in (sys.modules[__name__], lorauq.batching, *code):
         digest.update(Path(module.__file__).read_bytes())
     digest.update(torch.__version__.encode())
     digest.update(base_model.config.to_json_string().encode())
     digest.update(str(next(base_model.parameters()).dtype).encode())
-    digest.update(repr((template, dataclasses.replace(infer or InferParams(), threads=0))).encode())
+    digest.update(repr((template, dataclasses.replace(infer, threads=0))).encode())
     for name, encoded in encoded_sets.items():
         digest.update(name.encode())
         digest.update(repr(encoded.letters).encode())
@@ -291,7 +365,7 @@ def _fingerprint(folder: Path, inputs: hashlib._Hash) -> str:
     (a retrained adapter, another tokenizer, dtype, eval set or lorauq version) is never
     reused."""
     digest = inputs.copy()
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
+    for name in ("adapter_config.json", ADAPTER_FILE):
         try:
             digest.update((folder / name).read_bytes())
         except OSError as exc:
@@ -311,6 +385,145 @@ def _finished_part(path: Path, member: int, epoch: int) -> pd.DataFrame | None:
     return table
 
 
+#: What :func:`evaluate_members` hands each finished (member, epoch): its tables, one per set.
+_Store = Callable[[int, int, list[pd.DataFrame]], None]
+
+
+def _evaluate_in_turn(
+    base_model,
+    pad_id: int,
+    encoded: Mapping[str, EncodedEvalSet],
+    folders: Mapping[tuple[int, int], Path],
+    infer: InferParams,
+    progress: bool,
+    store: _Store,
+) -> None:
+    """Each (member, epoch) adapter in turn, in one peft wrapper holding one adapter at a time."""
+    from peft import PeftModel
+
+    model = None
+    previous: str | None = None
+    for (member, epoch), folder in folders.items():
+        name = f"member-{member}-epoch-{epoch}"
+        try:
+            if model is None:
+                model = PeftModel.from_pretrained(
+                    base_model, folder, adapter_name=name, is_trainable=False
+                )
+            else:
+                model.load_adapter(folder, adapter_name=name, is_trainable=False)
+        except Exception as exc:
+            raise StoreError(f"{folder}: adapter cannot be loaded onto this base ({exc})") from exc
+        model.set_adapter(name)
+        if previous is not None:
+            model.delete_adapter(previous)  # keep one adapter in memory: 7B adapters add up
+        previous = name
+        model.eval()
+        tables = _evaluate_all(
+            model,
+            encoded,
+            pad_id=pad_id,
+            member=member,
+            epoch=epoch,
+            infer=infer,
+            progress=progress,
+        )
+        store(member, epoch, tables)
+
+
+#: adapter_config.json keys that may differ between members evaluated together.
+_FREE_CONFIG_KEYS = {"base_model_name_or_path", "revision", "inference_mode", "peft_version"}
+
+
+def _shared_config(folders: Sequence[Path]):
+    """The one LoRA config of every folder (all must agree but for provenance fields): the
+    stacked layers are built once, from it, for every member."""
+    from peft import LoraConfig
+
+    first, reference, shared = None, None, None
+    for folder in folders:
+        try:
+            config = LoraConfig.from_pretrained(str(folder))
+        except Exception as exc:
+            raise StoreError(f"{folder}: adapter_config.json cannot be read ({exc})") from exc
+        shape = {k: v for k, v in config.to_dict().items() if k not in _FREE_CONFIG_KEYS}
+        if reference is None:
+            first, reference, shared = folder, shape, config
+        elif shape != reference:
+            key = next(
+                k for k in sorted(set(shape) | set(reference)) if shape.get(k) != reference.get(k)
+            )
+            raise StoreError(
+                f"{folder}: adapter config differs from {first} in {key!r} "
+                f"({shape.get(key)!r} vs {reference.get(key)!r}); members of different LoRA "
+                "configs cannot be evaluated jointly (set infer.joint: false)"
+            )
+    return shared
+
+
+def _read_adapter(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(folder / ADAPTER_FILE)
+    except Exception as exc:
+        raise StoreError(f"{folder}: adapter file unreadable ({exc})") from exc
+
+
+def _evaluate_jointly(
+    base_model,
+    pad_id: int,
+    encoded: Mapping[str, EncodedEvalSet],
+    folders: Mapping[tuple[int, int], Path],
+    infer: InferParams,
+    progress: bool,
+    store: _Store,
+) -> None:
+    """Epoch by epoch, every member that has the epoch in one pass through stacked adapters;
+    the base is put back as it was given afterwards."""
+    from peft import get_peft_model
+
+    members = list(dict.fromkeys(member for member, _ in folders))
+    config = _shared_config(list(folders.values()))
+    stack = StackedLora(
+        base_model, lambda member: get_peft_model(base_model, copy.deepcopy(config)), members
+    )
+    slot_of = {member: slot for slot, member in enumerate(members)}
+    try:
+        base_model.eval()
+        for epoch in sorted({epoch for _, epoch in folders}):
+            todo = [member for member in members if (member, epoch) in folders]
+            for member in todo:
+                folder = folders[(member, epoch)]
+                try:
+                    stack.load_state_dict(slot_of[member], _read_adapter(folder))
+                except ValueError as exc:
+                    raise StoreError(
+                        f"{folder}: adapter cannot be loaded onto this base ({exc})"
+                    ) from exc
+            tables: dict[int, list[pd.DataFrame]] = {member: [] for member in todo}
+            label = ",".join(str(member) for member in todo)
+            for name, enc in encoded.items():
+                letters, lse = stacked_letter_logits(
+                    base_model,
+                    stack,
+                    enc.sequences,
+                    enc.letters,
+                    slots=[slot_of[member] for member in todo],
+                    pad_id=pad_id,
+                    batch_tokens=infer.batch_tokens,
+                    desc=f"members {label} epoch {epoch} {name}",
+                    progress=progress,
+                )
+                for i, member in enumerate(todo):
+                    table = letter_frame(enc, letters[i], lse[i])
+                    tables[member].append(tag_table(table, member, epoch, name))
+            for member in todo:
+                store(member, epoch, tables[member])
+    finally:
+        stack.remove()
+
+
 def evaluate_members(
     base_model,
     tokenizer,
@@ -323,22 +536,25 @@ def evaluate_members(
     stored_letters: int | None = None,
     progress: bool = True,
 ) -> Path:
-    """Every saved epoch of each member on every eval set, from one loaded base model.
+    """Every saved epoch of each member on every eval set, from one loaded base model, into
+    one table (rows by member, then epoch, then eval set).
 
-    The members share a LoRA configuration (one ensemble), so one peft wrapper takes each
-    epoch's adapter in turn. Each finished (member, epoch) is written at once to
-    :func:`parts_dir`; a rerun after a kill reuses those whose adapter and settings are
-    unchanged and evaluates only the rest. The table is written (atomically) when all are
-    done, then the parts go.
+    The members share a LoRA configuration (one ensemble). With ``infer.joint`` and more than
+    one member, all members that have an epoch run in one pass through stacked adapters;
+    otherwise one peft wrapper takes each (member, epoch) adapter in turn. The two ways write
+    the same rows, their letter logits equal to float rounding. Each finished (member, epoch)
+    is written at once to :func:`parts_dir`; a rerun after a kill reuses those whose adapter
+    and settings (the way of evaluating among them) are unchanged and evaluates only the
+    rest. The table is written (atomically) when all are done, then the parts go.
     """
-    from peft import PeftModel
-
+    if not member_dirs:
+        raise ConfigError("evaluate_members: no members given")
+    infer = infer or InferParams()
     out_path = Path(out_path)
     parts = parts_dir(out_path)
-    epochs = {member: adapter_epochs(Path(folder)) for member, folder in member_dirs.items()}
-    model = None
-    previous: str | None = None
-    tables: list[pd.DataFrame] = []
+    member_dirs = {int(member): Path(folder) for member, folder in member_dirs.items()}
+    epochs = {member: adapter_epochs(folder) for member, folder in member_dirs.items()}
+    joint = infer.joint and len(member_dirs) > 1
     encoded = encode_eval_sets(
         tokenizer,
         eval_sets,
@@ -347,48 +563,40 @@ def evaluate_members(
         stored_letters=stored_letters,
         prefix="evaluate",
     )
-    inputs = _inputs_digest(base_model, encoded, template, infer)
+    inputs = _inputs_digest(
+        base_model,
+        encoded,
+        template,
+        dataclasses.replace(infer, joint=joint),
+        code=(lorauq.stacked,) if joint else (),
+    )
+    tables: dict[tuple[int, int], pd.DataFrame] = {}
+    todo: dict[tuple[int, int], Path] = {}
+    part_of: dict[tuple[int, int], Path] = {}
     for member, member_epochs in epochs.items():
         for epoch in member_epochs:
-            folder = Path(member_dirs[member]) / f"epoch-{epoch}"
-            fingerprint = _fingerprint(folder, inputs)
-            part = parts / f"member-{member}-epoch-{epoch}-{fingerprint}.parquet"
+            folder = epoch_dir(member_dirs[member], epoch)
+            part = parts / f"member-{member}-epoch-{epoch}-{_fingerprint(folder, inputs)}.parquet"
             done = _finished_part(part, member, epoch)
             if done is not None:
                 if progress:
                     tqdm.write(f"member {member} epoch {epoch}: reusing {part}")
-                tables.append(done)
-                continue
-            name = f"member-{member}-epoch-{epoch}"
-            try:
-                if model is None:
-                    model = PeftModel.from_pretrained(
-                        base_model, folder, adapter_name=name, is_trainable=False
-                    )
-                else:
-                    model.load_adapter(folder, adapter_name=name, is_trainable=False)
-            except Exception as exc:
-                raise StoreError(
-                    f"{folder}: adapter cannot be loaded onto this base ({exc})"
-                ) from exc
-            model.set_adapter(name)
-            if previous is not None:
-                model.delete_adapter(previous)  # keep one adapter in memory: 7B adapters add up
-            previous = name
-            model.eval()
-            epoch_tables = _evaluate_all(
-                model,
-                encoded,
-                pad_id=tokenizer.pad_token_id,
-                member=member,
-                epoch=epoch,
-                infer=infer,
-                progress=progress,
-            )
-            parts.mkdir(parents=True, exist_ok=True)
-            write_logits(pd.concat(epoch_tables, ignore_index=True), part)
-            tables.append(read_logits(part))
-    written = write_logits(pd.concat(tables, ignore_index=True), out_path)
+                tables[(member, epoch)] = done
+            else:
+                todo[(member, epoch)] = folder
+                part_of[(member, epoch)] = part
+
+    def store(member: int, epoch: int, epoch_tables: list[pd.DataFrame]) -> None:
+        part = part_of[(member, epoch)]
+        parts.mkdir(parents=True, exist_ok=True)
+        write_logits(pd.concat(epoch_tables, ignore_index=True), part)
+        tables[(member, epoch)] = read_logits(part)  # as a resumed run reads it back
+
+    if todo:
+        evaluate = _evaluate_jointly if joint else _evaluate_in_turn
+        evaluate(base_model, tokenizer.pad_token_id, encoded, todo, infer, progress, store)
+    ordered = [tables[(member, epoch)] for member in epochs for epoch in epochs[member]]
+    written = write_logits(pd.concat(ordered, ignore_index=True), out_path)
     shutil.rmtree(parts, ignore_errors=True)
     return written
 

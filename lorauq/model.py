@@ -242,13 +242,27 @@ def lora_pairs(model) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def lora_prior(model) -> torch.Tensor:
-    """Σ over adapted layers of ‖B·A‖²_F (no α/r scale): the paper's LoRA-L2 prior term.
+    """Σ over adapted layers of ‖B·A‖²_F (no α/r scale): the paper's LoRA-L2 prior term."""
+    return pairs_prior(lora_pairs(model), device=next(model.parameters()).device)
+
+
+def pairs_prior(
+    pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device
+) -> torch.Tensor:
+    """Σ ‖B·A‖²_F over (A, B) pairs: one member's prior, whether its LoRA layers are peft's or
+    stacked with other members' (``lorauq.stacked``), summed in the same order either way.
 
     ‖B·A‖²_F = tr(Aᵀ·Bᵀ·B·A) = Σ_ij (BᵀB)_ij (A·Aᵀ)_ij, so the two r×r Gram matrices give it
     exactly without the d_out×d_in product (16.8 M entries per q_proj of a 7B model, every step).
     """
-    total = torch.zeros((), device=next(model.parameters()).device)
-    for a, b in lora_pairs(model):
+    total = torch.zeros((), device=device)
+    for a, b in pairs:
         a32, b32 = a.float(), b.float()
         total = total + ((b32.T @ b32) * (a32 @ a32.T)).sum()
     return total
+
+
+def compute_dtype(model) -> torch.dtype:
+    """The dtype the base computes in: its input embedding's (a 4-bit base keeps that one in
+    the compute dtype, so this also reads float16 for a float16 QLoRA run)."""
+    return model.get_input_embeddings().weight.dtype

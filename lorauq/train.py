@@ -8,14 +8,21 @@ mid-save) resumes from its last complete epoch and ends bitwise identical, on CP
 uninterrupted run.
 
 What a resume restores is everything the next epoch depends on: the LoRA weights, AdamW's
-moments and step counts, and torch's CPU and CUDA RNGs (LoRA dropout). The data order needs no
-state: each epoch draws it from a generator seeded by (member, epoch) alone. There is no
-learning-rate scheduler to save: the paper trains at a constant learning rate.
+moments and step counts, torch's CPU and CUDA RNGs (LoRA dropout) and, in a float16 run, the
+loss scaler. The data order needs no state: each epoch draws it from a generator seeded by
+(member, epoch) alone. There is no learning-rate scheduler to save: the paper trains at a
+constant learning rate.
+
+The checkpoint format, the loss and the optimiser step are shared with ``lorauq.joint``,
+which trains several members in one pass through the base: its checkpoints are these.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +33,17 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lorauq.atomic import atomic_dir, remove_stale_temps
-from lorauq.batching import bucketed_batches, collate_left, last_position_logits, pad_multiple
-from lorauq.checkpoints import LOG_FILE, STATE_FILE, completed_epochs, epoch_dir
+from lorauq.batching import (
+    bucketed_batches,
+    collate_left,
+    float32_head,
+    last_position_logits,
+    pad_multiple,
+)
+from lorauq.checkpoints import ADAPTER_FILE, LOG_FILE, STATE_FILE, completed_epochs, epoch_dir
 from lorauq.config import LoraParams, TrainParams
 from lorauq.errors import DataError, StoreError
-from lorauq.model import attach_lora, lora_prior
+from lorauq.model import attach_lora, compute_dtype, lora_pairs, pairs_prior
 from lorauq.prompt import encode_prompts, letter_token_ids
 
 
@@ -71,41 +84,54 @@ def _epoch_generator(member: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(1_000_003 * member + epoch)
 
 
-def _save_checkpoint(model, optimizer, member_dir: Path, epoch: int, log: dict) -> Path:
+def training_state(
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    epoch: int,
+    torch_rng: torch.Tensor,
+    cuda_rng: list[torch.Tensor] | None,
+) -> dict:
+    """What a resume needs besides the adapter: AdamW's state, the RNGs and the loss scale."""
+    state = {"optimizer": optimizer.state_dict(), "torch_rng": torch_rng, "epoch": epoch}
+    if cuda_rng is not None:  # LoRA dropout on a GPU draws from the CUDA RNG
+        state["cuda_rng"] = cuda_rng
+    if scaler.is_enabled():
+        state["scaler"] = scaler.state_dict()
+    return state
+
+
+def write_checkpoint(
+    member_dir: Path, epoch: int, save_adapter: Callable[[Path], None], state: dict, log: dict
+) -> Path:
+    """An epoch's folder, complete or absent: adapter (``save_adapter`` writes peft's files
+    into the folder it is given), training state and log, renamed into place together."""
     target = epoch_dir(member_dir, epoch)
     with atomic_dir(target) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        state = {
-            "optimizer": optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "epoch": epoch,
-        }
-        if torch.cuda.is_available():  # LoRA dropout on a GPU draws from the CUDA RNG
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        save_adapter(tmp)
         torch.save(state, tmp / STATE_FILE)
         (tmp / LOG_FILE).write_text(json.dumps(log, indent=2))
     return target
 
 
-def _restore_checkpoint(model, optimizer, folder: Path) -> None:
-    """Load an epoch's adapter, optimizer and RNG state; any failure names the folder."""
-    from peft import set_peft_model_state_dict
+def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """An epoch's adapter tensors and training state; an unreadable file names the folder."""
     from safetensors.torch import load_file
 
     try:
-        weights = load_file(folder / "adapter_model.safetensors")
+        weights = load_file(folder / ADAPTER_FILE)
         state = torch.load(folder / STATE_FILE, weights_only=True, map_location="cpu")
     except Exception as exc:
         raise StoreError(
             f"{folder}: checkpoint cannot be read ({exc}); delete the folder to retrain"
         ) from exc
+    return weights, state
+
+
+@contextlib.contextmanager
+def checkpoint_must_fit(folder: Path) -> Iterator[None]:
+    """Loading a checkpoint into this model and optimiser: a mismatch names the folder."""
     try:
-        # peft loads with strict=False but still raises on a shape mismatch.
-        set_peft_model_state_dict(model, weights)
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        yield
     except (RuntimeError, ValueError, KeyError, TypeError) as exc:
         raise StoreError(
             f"{folder}: checkpoint does not fit this base model and LoRA config (trained on "
@@ -114,10 +140,77 @@ def _restore_checkpoint(model, optimizer, folder: Path) -> None:
         ) from exc
 
 
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, state: dict
+) -> None:
+    optimizer.load_state_dict(state["optimizer"])
+    if scaler.is_enabled() and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+
+
+def _restore_checkpoint(model, optimizer, scaler, folder: Path) -> None:
+    """Load an epoch's adapter, optimizer, scaler and RNG state; any failure names the folder."""
+    from peft import set_peft_model_state_dict
+
+    weights, state = read_checkpoint(folder)
+    with checkpoint_must_fit(folder):
+        # peft loads with strict=False but still raises on a shape mismatch.
+        set_peft_model_state_dict(model, weights)
+        restore_optimizer(optimizer, scaler, state)
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def adamw(params: Iterable[torch.nn.Parameter], train: TrainParams) -> torch.optim.AdamW:
+    """AdamW at a constant learning rate (the paper's: no schedule)."""
+    return torch.optim.AdamW(list(params), lr=train.lr, weight_decay=train.weight_decay)
+
+
 def make_optimizer(model, train: TrainParams) -> torch.optim.AdamW:
-    """AdamW over the LoRA weights only, at a constant learning rate (the paper's: no schedule)."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(trainable, lr=train.lr, weight_decay=train.weight_decay)
+    """AdamW over the LoRA weights only."""
+    return adamw((p for p in model.parameters() if p.requires_grad), train)
+
+
+def loss_scaler(model) -> torch.amp.GradScaler:
+    """Loss scaling for a float16 base, a no-op otherwise.
+
+    float16 has 5 exponent bits: gradients below ~6e-8 flush to zero on their way back through
+    a float16 base, and the LoRA weights (float32) would silently stop learning. The scaler
+    multiplies the loss before backward, divides the LoRA gradients after, and skips a step
+    whose gradients overflowed (halving the scale). bfloat16 and float32 have float32's exponent
+    range and need none; a disabled scaler passes every call straight through.
+    """
+    device = next(model.parameters()).device
+    return torch.amp.GradScaler(device.type, enabled=compute_dtype(model) == torch.float16)
+
+
+def member_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    train: TrainParams,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(cross-entropy, prior, total) of one member: the answer position's cross-entropy over the
+    full vocabulary plus λ·Σ‖B·A‖²_F of the member's own (A, B) pairs."""
+    loss = F.cross_entropy(logits.float(), targets)
+    if train.prior_lambda > 0:
+        prior = pairs_prior(pairs, device=loss.device)
+    else:
+        prior = torch.zeros((), device=loss.device)
+    return loss, prior, loss + train.prior_lambda * prior
+
+
+def optimizer_step(
+    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, grad_clip: float
+) -> None:
+    """Unscale, clip the norm of this optimiser's gradients alone, step (unless they overflowed)."""
+    scaler.unscale_(optimizer)
+    if grad_clip > 0:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def train_step(
@@ -126,6 +219,7 @@ def train_step(
     inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     targets: torch.Tensor,
     train: TrainParams,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimiser step on one left-padded batch; returns (cross-entropy, prior) detached.
 
@@ -133,17 +227,33 @@ def train_step(
     sequence × vocabulary tensor a causal-LM loss would. ``scripts/gpu_check.py`` and the
     benchmarks time this very function.
     """
+    scaler = scaler or torch.amp.GradScaler(enabled=False)
     logits = last_position_logits(model, *inputs)
-    loss = F.cross_entropy(logits.float(), targets)
-    prior = lora_prior(model) if train.prior_lambda > 0 else torch.zeros((), device=loss.device)
-    total = loss + train.prior_lambda * prior
+    pairs = lora_pairs(model) if train.prior_lambda > 0 else []
+    loss, prior, total = member_loss(logits, targets, pairs, train)
     optimizer.zero_grad(set_to_none=True)
-    total.backward()
-    if train.grad_clip > 0:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        torch.nn.utils.clip_grad_norm_(params, train.grad_clip)
-    optimizer.step()
+    scaler.scale(total).backward()
+    optimizer_step(optimizer, scaler, train.grad_clip)
     return loss.detach(), prior.detach()
+
+
+def epoch_log(
+    member: int, epoch: int, losses: list[float], priors: list[float], tokens: int, elapsed: float
+) -> dict:
+    return {
+        "member": member,
+        "epoch": epoch,
+        "loss": float(np.mean(losses)),
+        "prior": float(np.mean(priors)),
+        "tokens": tokens,
+        "elapsed_s": elapsed,
+    }
+
+
+def resume_point(member_dir: Path, epochs: int) -> tuple[list[int], list[dict]]:
+    """The complete epochs up to ``epochs`` and their logs, read back from their folders."""
+    done = [e for e in completed_epochs(member_dir) if e <= epochs]
+    return done, [json.loads((epoch_dir(member_dir, e) / LOG_FILE).read_text()) for e in done]
 
 
 def train_member(
@@ -171,45 +281,49 @@ def train_member(
         model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
     optimizer = make_optimizer(model, train)
-    # A compiled view shares the peft model's parameters; checkpoints use the peft model.
-    forward_model = torch.compile(model) if train.compile else model
-    done = [e for e in completed_epochs(member_dir) if e <= train.epochs]
-    logs: list[dict] = []
-    if done:
-        last = done[-1]
-        _restore_checkpoint(model, optimizer, epoch_dir(member_dir, last))
-        logs = [json.loads((epoch_dir(member_dir, e) / LOG_FILE).read_text()) for e in done]
-    start = done[-1] + 1 if done else 1
+    scaler = loss_scaler(model)
+    done, logs = resume_point(member_dir, train.epochs)
+    last = done[-1] if done else 0
+    if last:
+        _restore_checkpoint(model, optimizer, scaler, epoch_dir(member_dir, last))
     device = next(model.parameters()).device
     multiple = pad_multiple(device)
     targets_all = torch.as_tensor(data.targets, dtype=torch.long)
-    for epoch in range(start, train.epochs + 1):
-        model.train()
-        batches = bucketed_batches(data.lengths, train.batch_size, _epoch_generator(member, epoch))
-        losses, priors, tokens = [], [], 0
-        bar = tqdm(
-            batches, desc=f"member {member} epoch {epoch}/{train.epochs}", disable=not progress
-        )
-        for batch in bar:
-            inputs = collate_left(
-                [data.sequences[i] for i in batch], tokenizer.pad_token_id, device, multiple
+    with float32_head(model):
+        # A compiled view shares the peft model's parameters; checkpoints use the peft model.
+        forward_model = torch.compile(model) if train.compile else model
+        for epoch in range(last + 1, train.epochs + 1):
+            model.train()
+            order = bucketed_batches(
+                data.lengths, train.batch_size, _epoch_generator(member, epoch)
             )
-            loss, prior = train_step(
-                forward_model, optimizer, inputs, targets_all[batch].to(device), train
+            losses, priors, tokens = [], [], 0
+            start = time.perf_counter()  # tqdm's clock stands still when the bar is disabled
+            bar = tqdm(
+                order, desc=f"member {member} epoch {epoch}/{train.epochs}", disable=not progress
             )
-            losses.append(loss.item())
-            priors.append(prior.item())
-            tokens += int(inputs[1].sum())
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
-        log = {
-            "member": member,
-            "epoch": epoch,
-            "loss": float(np.mean(losses)),
-            "prior": float(np.mean(priors)),
-            "tokens": tokens,
-            "elapsed_s": float(bar.format_dict.get("elapsed", 0.0)),
-        }
-        model.eval()
-        _save_checkpoint(model, optimizer, member_dir, epoch, log)
-        logs.append(log)
+            for batch in bar:
+                inputs = collate_left(
+                    [data.sequences[i] for i in batch], tokenizer.pad_token_id, device, multiple
+                )
+                loss, prior = train_step(
+                    forward_model, optimizer, inputs, targets_all[batch].to(device), train, scaler
+                )
+                losses.append(loss.item())
+                priors.append(prior.item())
+                tokens += int(inputs[1].sum())
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
+            log = epoch_log(member, epoch, losses, priors, tokens, time.perf_counter() - start)
+            model.eval()
+            cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+            state = training_state(optimizer, scaler, epoch, torch.get_rng_state(), cuda_rng)
+
+            def save_adapter(folder: Path) -> None:
+                model.save_pretrained(folder, safe_serialization=True)
+                # peft's model-card template says nothing the config does not; without it a
+                # member's folder has the same files whichever way it was trained (joint.py)
+                (folder / "README.md").unlink(missing_ok=True)
+
+            write_checkpoint(member_dir, epoch, save_adapter, state, log)
+            logs.append(log)
     return logs

@@ -16,7 +16,12 @@ conservative.
 
     python scripts/gpu_check.py                         # bf16, the paper's setting
     python scripts/gpu_check.py --quantization none 4bit  # bf16, then the QLoRA base (bitsandbytes)
+    python scripts/gpu_check.py --joint 5               # also 5 members trained in one pass
     python scripts/gpu_check.py --cpu-tiny              # a tiny geometry on CPU (the tests run this)
+
+``--joint M`` adds a "train joint" row per batch size: M members' batches in one forward and
+backward through the base with stacked adapters (``joint.joint_step``), counted like the
+single-member rows (tokens of all M members), so the two rows compare directly.
 
 With ``--json PATH`` the numbers are also written as JSON.
 """
@@ -40,8 +45,10 @@ from lorauq.atomic import write_text_atomic
 from lorauq.batching import collate_left, pad_multiple
 from lorauq.config import BaseParams, InferParams, LoraParams, TrainParams
 from lorauq.infer import sequence_letter_logits
+from lorauq.joint import joint_step
 from lorauq.model import attach_lora, load_base_model
-from lorauq.train import make_optimizer, train_step
+from lorauq.stacked import StackedLora
+from lorauq.train import adamw, loss_scaler, make_optimizer, train_step
 
 # Mistral-7B-v0.1's config.json (the hub's), so the check needs no download.
 MISTRAL_7B = dict(
@@ -185,6 +192,64 @@ def time_training(
     return tokens / elapsed, steps * batch_size / elapsed
 
 
+def time_joint_training(
+    base,
+    lora: LoraParams,
+    train: TrainParams,
+    members: int,
+    batch_size: int,
+    steps: int,
+    warmup: int,
+    vocab: int,
+    multiple: int,
+) -> tuple[float, float]:
+    """Trained tokens/s and questions/s of ``joint_step``: ``members`` members at
+    ``batch_size`` each per pass (all members' tokens counted). The stack is removed after."""
+    device = next(base.parameters()).device
+    stack = StackedLora(base, lambda m: attach_lora(base, lora, seed=m), list(range(members)))
+    try:
+        slots = list(range(members))
+        optimizers = [adamw(stack.parameters(j), train) for j in slots]
+        scalers = [loss_scaler(base) for _ in slots]
+        generators = [torch.Generator(device) for _ in slots]
+        targets = [torch.randint(3, vocab, (batch_size,), device=device) for _ in slots]
+        passes = [
+            [random_sequences(batch_size, TRAIN_LENGTHS, vocab, seed=100 * step + j) for j in slots]
+            for step in range(warmup + steps)
+        ]
+        base.train()
+        tokens = 0
+        for step, groups in enumerate(passes):
+            if step == warmup:
+                synchronize(device)
+                start = time.perf_counter()
+            out = joint_step(
+                base,
+                stack,
+                slots,
+                groups,
+                targets,
+                optimizers,
+                scalers,
+                generators,
+                train,
+                pad_id=0,
+                device=device,
+                multiple=multiple,
+            )
+            if step >= warmup:
+                tokens += sum(len(s) for group in groups for s in group)
+        loss = torch.stack([loss for loss, _ in out])
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+    finally:
+        base.eval()
+        stack.remove()
+    if not torch.isfinite(loss).all():
+        raise RuntimeError(f"joint training losses are {loss.tolist()} on random weights")
+    return tokens / elapsed, steps * members * batch_size / elapsed
+
+
 def time_evaluation(
     model, infer: InferParams, questions: int, vocab: int, repeats: int, multiple: int
 ) -> tuple[float, float]:
@@ -220,6 +285,33 @@ def peak_memory_gib(device: torch.device) -> float | None:
     return torch.cuda.max_memory_allocated(device) / 2**30
 
 
+def measure_row(
+    device: torch.device,
+    n_blocks: int,
+    peak: float,
+    phase: str,
+    quantization: str,
+    batch: str,
+    flops_per_token: int,
+    run,
+) -> Result:
+    """Run ``run`` (-> tokens/s, questions/s) and make a report row of it."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    tokens_s, questions_s = run()
+    flops = flops_per_token * n_blocks * tokens_s
+    return Result(
+        phase,
+        quantization,
+        batch,
+        tokens_s,
+        questions_s,
+        flops / 1e12,
+        flops / peak,
+        peak_memory_gib(device),
+    )
+
+
 def check_model(
     model,
     quantization: str,
@@ -238,6 +330,25 @@ def check_model(
     """
     device = next(model.parameters()).device
     vocab = geometry["vocab_size"]
+    results = []
+    if args.joint:  # on the plain base, before peft wraps it
+        for multiple in args.pad_multiple or [pad_multiple(device)]:
+            label = f", width ×{multiple}" if args.pad_multiple else ""
+            for batch_size in args.batch_sizes:
+                results.append(
+                    measure_row(
+                        device,
+                        n_blocks,
+                        peak,
+                        "train joint",
+                        quantization,
+                        f"{args.joint}×{batch_size} questions{label}",
+                        4,
+                        lambda b=batch_size, m=multiple: time_joint_training(
+                            model, lora, train, args.joint, b, args.steps, args.warmup, vocab, m
+                        ),
+                    )
+                )
     model = attach_lora(model, lora, seed=0)
     if args.compile:
         # The optimizer and checkpoints keep using the peft model: the compiled one shares
@@ -245,22 +356,8 @@ def check_model(
         model = torch.compile(model)
 
     def measure(phase: str, batch: str, flops_per_token: int, run) -> Result:
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        tokens_s, questions_s = run()
-        flops = flops_per_token * n_blocks * tokens_s
-        return Result(
-            phase,
-            quantization,
-            batch,
-            tokens_s,
-            questions_s,
-            flops / 1e12,
-            flops / peak,
-            peak_memory_gib(device),
-        )
+        return measure_row(device, n_blocks, peak, phase, quantization, batch, flops_per_token, run)
 
-    results = []
     for multiple in args.pad_multiple or [pad_multiple(device)]:
         label = f", width ×{multiple}" if args.pad_multiple else ""
         for batch_size in args.batch_sizes:
@@ -364,6 +461,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--profile", action="store_true", help="profile a few training steps")
     parser.add_argument("--compile", action="store_true", help="torch.compile the LoRA model")
+    parser.add_argument(
+        "--joint",
+        type=int,
+        default=0,
+        metavar="M",
+        help="also time M members trained in one pass at each batch size (0: off)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
     if args.cpu_tiny:
@@ -372,6 +476,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.batch_sizes = [4]
         args.steps, args.warmup, args.eval_questions, args.repeats = 2, 1, 16, 1
         args.peak_size = 256
+        args.joint = args.joint or 2
     return args
 
 

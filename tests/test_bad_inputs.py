@@ -434,6 +434,68 @@ def _(ctx: Ctx):
 
 
 @case(
+    "param-joint-dropout-with-gradient-checkpointing",
+    ConfigError,
+    "tiny.ensembles.lora_l2: train.joint with train.gradient_checkpointing and lora.dropout > 0",
+)
+def _(ctx: Ctx):
+    overrides = {"train.joint": True, "train.gradient_checkpointing": True, "lora.dropout": 0.1}
+    params(**overrides)
+
+
+@case(
+    "joint-dropout-with-gradient-checkpointing",
+    ConfigError,
+    "train.gradient_checkpointing with lora.dropout > 0",
+)
+def _(ctx: Ctx):
+    from lorauq.joint import train_members
+
+    train_members(
+        load_base_model(str(ctx.world["base_dir"]), tw.BASE),
+        ctx.world["tokenizer"],
+        tw.train_set(),
+        {0: ctx.tmp / "member-0"},
+        lora=dataclasses.replace(tw.LORA, dropout=0.1),
+        train=dataclasses.replace(tw.TRAIN, gradient_checkpointing=True),
+        progress=False,
+    )
+
+
+@case(
+    "joint-checkpoint-other-base-on-resume",
+    StoreError,
+    "epoch-1: checkpoint does not fit this base model … shape",
+)
+def _(ctx: Ctx):
+    member_copy(ctx)
+    tw.train_joint(ctx.world["wide_dir"], ctx.tmp, members=[0], epochs=2)
+
+
+@case(
+    "joint-adapters-of-different-configs",
+    StoreError,
+    "member-5/epoch-1: adapter config differs from … in 'r'",
+)
+def _(ctx: Ctx):
+    from lorauq.infer import evaluate_members
+
+    other = ctx.tmp / "member-5"
+    shutil.copytree(ctx.world["member_dir"], other)
+    config_file = other / "epoch-1" / "adapter_config.json"
+    config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "r": 2}))
+    evaluate_members(
+        load_base_model(str(ctx.world["base_dir"]), tw.BASE),
+        ctx.world["tokenizer"],
+        {"in_domain": tw.eval_set()},
+        {0: ctx.world["member_dir"], 5: other},
+        ctx.tmp / "members.parquet",
+        infer=dataclasses.replace(tw.INFER, joint=True),
+        progress=False,
+    )
+
+
+@case(
     "logits-wrong-schema", StoreError, "member-0.parquet: logits table lacks column(s) ['subject']"
 )
 def _(ctx: Ctx):

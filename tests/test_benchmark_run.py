@@ -23,6 +23,15 @@ def test_fast_path_logits_equal_the_authors_way(result):
     assert saved["max_logit_delta"]["tiny"] <= 1e-5
 
 
+def test_joint_ensemble_equals_one_by_one(result):
+    # Trained together vs one by one (train_member), then evaluated together vs one by one:
+    # the same adapters and letter logits to float rounding.
+    _, saved = result
+    assert saved["workload"]["joint_members"] == 2
+    assert 0 <= saved["joint_max_adapter_delta"]["tiny"] <= 1e-5
+    assert 0 <= saved["joint_max_logit_delta"]["tiny"] <= 1e-5
+
+
 def test_every_method_and_phase_is_timed_on_the_same_work(result):
     _, saved = result
     rows = saved["rows"]
@@ -31,8 +40,12 @@ def test_every_method_and_phase_is_timed_on_the_same_work(result):
         ("train", "HF Trainer"),
         ("evaluate", "lorauq"),
         ("evaluate", "authors"),
+        ("ensemble train", "lorauq joint"),
+        ("ensemble train", "lorauq"),
+        ("ensemble evaluate", "lorauq joint"),
+        ("ensemble evaluate", "lorauq"),
     ]
-    for phase in ("train", "evaluate"):
+    for phase in ("train", "evaluate", "ensemble train", "ensemble evaluate"):
         ours, theirs = (r for r in rows if r["phase"] == phase)
         # Same questions and tokens: tokens/question agree, so the ratio compares like with like.
         assert ours["tokens_per_s"] / ours["questions_per_s"] == pytest.approx(
@@ -45,6 +58,16 @@ def test_every_method_and_phase_is_timed_on_the_same_work(result):
     )
     assert saved["eval_vs_authors"] == pytest.approx(
         rows[2]["tokens_per_s"] / rows[3]["tokens_per_s"]
+    )
+    assert saved["joint_vs_separate"] == pytest.approx(
+        rows[4]["tokens_per_s"] / rows[5]["tokens_per_s"]
+    )
+    assert saved["joint_eval_vs_separate"] == pytest.approx(
+        rows[6]["tokens_per_s"] / rows[7]["tokens_per_s"]
+    )
+    # the ensemble rows count every member's questions
+    assert rows[4]["questions_per_s"] * rows[4]["seconds"] == pytest.approx(
+        2 * rows[0]["questions_per_s"] * rows[0]["seconds"]
     )
 
 

@@ -82,6 +82,24 @@ def train(base_dir: Path, member_dir: Path, *, member: int = 0, epochs: int = TR
     )
 
 
+def train_joint(
+    base_dir: Path, root: Path, *, members: list[int], epochs: int = TRAIN.epochs, lora=LORA
+):
+    """Train ``members`` together (``root/member-m``) on one freshly loaded base."""
+    from lorauq.joint import train_members
+    from lorauq.model import load_base_model, load_tokenizer
+
+    return train_members(
+        load_base_model(str(base_dir), BASE),
+        load_tokenizer(str(base_dir), BASE),
+        train_set(),
+        {m: root / f"member-{m}" for m in members},
+        lora=lora,
+        train=dataclasses.replace(TRAIN, epochs=epochs),
+        progress=False,
+    )
+
+
 def adapter_tensors(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 

@@ -2,13 +2,17 @@
 
 One member per stage lets members run on different GPUs or machines; several per stage
 save the process start-up that dominates small models (the tiny profile trains an ensemble
-in one stage). Each member resumes after its last complete epoch.
+in one stage). Several members are trained together in one pass through one loaded base
+(``train.joint``, :func:`lorauq.joint.train_members`) or one after another, each on a fresh
+base (:func:`lorauq.train.train_member`); the checkpoints have the same files either way, and
+either way resumes after each member's last complete epoch.
 """
 
 from __future__ import annotations
 
 from lorauq.config import Params, unit_members
 from lorauq.errors import ConfigError
+from lorauq.joint import train_members
 from lorauq.layout import Layout
 from lorauq.model import load_base, set_threads
 from lorauq.questions import read_prepared
@@ -34,18 +38,20 @@ def run(
     members = check_unit(params, unit)
     set_threads(spec.train.threads)
     train_frame = read_prepared(layout.train_table)
+    folders = {member: layout.member_dir(ensemble, str(unit), member) for member in members}
+    common = {
+        "lora": spec.lora,
+        "train": spec.train,
+        "template": params.data.template,
+        "progress": progress,
+    }
+    if spec.train.joint and len(members) > 1:
+        model, tokenizer = load_base(params.base, layout.base)
+        return train_members(model, tokenizer, train_frame, folders, **common)
     logs = {}
-    for member in members:
+    for member, folder in folders.items():
         model, tokenizer = load_base(params.base, layout.base)  # peft wraps it in place
         logs[member] = train_member(
-            model,
-            tokenizer,
-            train_frame,
-            member=member,
-            member_dir=layout.member_dir(ensemble, str(unit), member),
-            lora=spec.lora,
-            train=spec.train,
-            template=params.data.template,
-            progress=progress,
+            model, tokenizer, train_frame, member=member, member_dir=folder, **common
         )
     return logs
