@@ -547,6 +547,28 @@ def _ensembles(section: Mapping[str, Any], profile: str) -> dict[str, Ensemble]:
     return ensembles
 
 
+def _with_overrides(
+    section: dict[str, Any], nested: dict[str, Any], profile: str, raw: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The profile section with the overrides of it (``tiny.x`` or plain ``x``) merged in.
+
+    ``members`` and ``ensembles`` given whole replace the profile's, so an override can drop
+    an ensemble; the sections merge key by key. An override of another profile is ignored.
+    """
+    section = copy.deepcopy(section)
+    valid = [*_SECTIONS, *PROFILE_KEYS]
+    stray = sorted(k for k in nested if k not in valid and k not in raw)
+    if stray:
+        raise ConfigError(f"override {stray[0]!r}: unknown key{did_you_mean(stray[0], valid)}")
+    for given in (nested.get(profile, {}), {k: v for k, v in nested.items() if k in valid}):
+        given = dict(given)
+        for key in PROFILE_KEYS:
+            if key in given:
+                section[key] = given.pop(key)
+        section = _merge(section, given)
+    return section
+
+
 def resolve_params(
     raw: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, source: str = "params"
 ) -> Params:
@@ -574,25 +596,10 @@ def resolve_params(
         raise ConfigError(
             f"profile: no section {profile!r} in {source}{did_you_mean(profile, profiles)}; profiles: {profiles}"
         )
-    section = copy.deepcopy(dict(raw[profile]))
-    nested = _dotted_to_nested(overrides)
-    for given in (
-        nested.pop(profile, {}),
-        {k: v for k, v in nested.items() if k in _SECTIONS or k in PROFILE_KEYS},
-    ):
-        for key in PROFILE_KEYS:  # members and ensembles given whole replace the profile's
-            if key in given:
-                section[key] = given.pop(key)
-        section = _merge(section, given)
-    stray = sorted(
-        k for k in nested if k not in _SECTIONS and k not in PROFILE_KEYS and k not in raw
-    )
-    if stray:
-        valid = [*_SECTIONS, *PROFILE_KEYS]
-        raise ConfigError(f"override {stray[0]!r}: unknown key{did_you_mean(stray[0], valid)}")
-    unknown = [k for k in section if k not in _SECTIONS and k not in PROFILE_KEYS]
+    section = _with_overrides(dict(raw[profile]), _dotted_to_nested(overrides), profile, raw)
+    valid = [*_SECTIONS, *PROFILE_KEYS]
+    unknown = [k for k in section if k not in valid]
     if unknown:
-        valid = [*_SECTIONS, *PROFILE_KEYS]
         raise ConfigError(
             f"{profile}.{unknown[0]}: unknown section{did_you_mean(unknown[0], valid)}; sections: {valid}"
         )

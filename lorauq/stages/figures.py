@@ -142,9 +142,7 @@ def _ood_problem(params: Params, eval_sets: list[str]) -> str | None:
     return None
 
 
-def agreement(
-    params: Params, logits: dict[str, pd.DataFrame]
-) -> tuple[pd.DataFrame, str | None]:
+def agreement(params: Params, logits: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, str | None]:
     """Fig B's table and, if it is empty, why.
 
     ``analysis.reference`` names an ensemble: every ensemble (its full ensemble and its single
