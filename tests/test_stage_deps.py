@@ -179,3 +179,26 @@ def test_dvc_status_reruns_exactly_the_stages_that_run_a_module(
 
     new = after - before
     assert {base(s) for s in new} == runs - {base(s) for s in before}, (new, runs)
+
+
+def _has_key(tree: dict, dotted: str) -> bool:
+    node = tree
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+@pytest.mark.parametrize("profile", ["tiny", "paper"])
+def test_every_declared_param_exists_in_every_profile(profile: str) -> None:
+    """DVC refuses to run a stage whose declared param is missing from params.yaml, even if
+    lorauq has a default for it: every profile spells out every key a stage declares."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    ensembles = list(raw[profile]["ensembles"])
+    for name, body in stage_definitions().items():
+        for entry in body.get("params", []):
+            key = next(iter(entry)) if isinstance(entry, dict) else entry
+            for ensemble in ensembles:
+                resolved = key.replace("${profile}", profile).replace("${item.ensemble}", ensemble)
+                assert _has_key(raw, resolved), f"{name}: {resolved} is not in params.yaml"
