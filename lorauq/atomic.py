@@ -33,8 +33,22 @@ def _umask() -> int:
 
 
 def _ordinary_permissions(path: Path, *, folder: bool) -> None:
-    """Give a temporary what ``open(..., "w")`` or ``mkdir`` would have given the final name."""
-    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+    """Give a temporary what ``open(..., "w")`` or ``mkdir`` would have given the final name.
+
+    A folder's whole content gets it too: libraries that write files through their own
+    private temporaries (safetensors, for one) leave them ``0600`` inside the folder.
+    """
+    umask = _umask()
+    os.chmod(path, (0o777 if folder else 0o666) & ~umask)
+    if not folder:
+        return
+    for parent, folders, files in os.walk(path):
+        for name in folders:
+            os.chmod(Path(parent) / name, 0o777 & ~umask)
+        for name in files:
+            file = Path(parent) / name
+            if not file.is_symlink():
+                os.chmod(file, 0o666 & ~umask)
 
 
 def _disk_full(target: Path, exc: BaseException) -> StoreError | None:

@@ -229,6 +229,20 @@ class Params:
             )
         return self.ensembles[name]
 
+    def stage_members(self, unit: str | int) -> list[int]:
+        """The members of member stage ``unit`` (``"0-4"``), one of the profile's stages.
+
+        A stage dvc.yaml names but the profile does not is a params.yaml whose top-level copy
+        of the member list went stale: the message says how to rewrite it.
+        """
+        if str(unit) not in self.units:
+            raise ConfigError(
+                f"members {str(unit)!r} is not a stage of {self.profile}.members {self.units}; "
+                "if you changed the profile's members, run `python -m lorauq.compose` (or "
+                "`dvc exp run`) so dvc.yaml builds the new stages"
+            )
+        return unit_members(unit)
+
     @property
     def main_ensemble(self) -> str:
         """The ensemble of the one-ensemble figures: ``analysis.main``, else the first one."""

@@ -302,11 +302,7 @@ def train_members(
                         state["rngs"][slot].cpu.get_state(),
                         state["rngs"][slot].cuda_states(),
                     )
-
-                    def save_adapter(folder: Path, slot: int = slot) -> None:
-                        stack.save_adapter(slot, folder)
-
-                    write_checkpoint(member_dirs[slot], epoch, save_adapter, saved, log)
+                    write_checkpoint(member_dirs[slot], epoch, stack.adapter(slot), saved, log)
                     logs[slot].append(log)
     finally:
         base_model.eval()

@@ -9,6 +9,7 @@ peft's own format so ``PeftModel.from_pretrained`` reads them without lorauq.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -98,9 +99,17 @@ def base_reference(params: BaseParams, tiny_dir: str | Path) -> str:
 
 
 def load_base(params: BaseParams, tiny_dir: str | Path):
-    """(model, tokenizer) of the experiment's base, loaded once per process."""
+    """(model, tokenizer) of the experiment's base, loaded once per process.
+
+    The tiny base is named by its path relative to the working folder (the repository root
+    in every stage): peft writes that name into each adapter's ``adapter_config.json``, and
+    an absolute path there would make the same adapter differ from machine to machine.
+    """
     reference = base_reference(params, tiny_dir)
-    return load_base_model(reference, params), load_tokenizer(reference, params)
+    model = load_base_model(reference, params)
+    if params.kind == "tiny":
+        model.name_or_path = os.path.relpath(reference)
+    return model, load_tokenizer(reference, params)
 
 
 def _quantization_config(params: BaseParams):

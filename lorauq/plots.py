@@ -281,6 +281,9 @@ def fig_lora_l2(training_table: pd.DataFrame) -> Figure:
             ax=ax,
         )
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if column == "lora_l2" and (training_table[column] > 0).all():
+            ax.set_yscale("log")  # the prior holds λ = 1 adapters orders of magnitude lower
+            label += ", log scale"
         _label(ax, title, "epoch", label)
     _keep_one_legend(axes, "ensemble")
     fig.suptitle("What training did to the adapters (member mean, band: min–max over members)")

@@ -25,12 +25,10 @@ import contextlib
 import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from lorauq.checkpoints import ADAPTER_FILE
 from lorauq.errors import ModelError
 
 _PEFT_PREFIX = "base_model.model."
@@ -305,14 +303,10 @@ class StackedLora:
                     )
                 param.copy_(weights[key])
 
-    def save_adapter(self, slot: int, folder: Path) -> None:
-        """Member ``slot`` in peft's format: the files ``PeftModel.save_pretrained`` writes
-        that ``PeftModel.from_pretrained`` reads (the model card README aside)."""
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
+    def adapter(self, slot: int) -> tuple[dict[str, torch.Tensor], object]:
+        """Member ``slot`` as (tensors, config) in peft's format, for
+        :func:`lorauq.train.write_checkpoint`: what ``PeftModel.from_pretrained`` reads."""
         tensors = {k: v.to("cpu").contiguous() for k, v in self.state_dict(slot).items()}
-        save_file(tensors, str(folder / ADAPTER_FILE), metadata={"format": "pt"})
         config = copy.deepcopy(self._members[slot].config)
         config.inference_mode = True
-        config.save_pretrained(str(folder))
+        return tensors, config

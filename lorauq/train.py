@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,16 +101,39 @@ def training_state(
 
 
 def write_checkpoint(
-    member_dir: Path, epoch: int, save_adapter: Callable[[Path], None], state: dict, log: dict
+    member_dir: Path, epoch: int, adapter: tuple[dict, object], state: dict, log: dict
 ) -> Path:
-    """An epoch's folder, complete or absent: adapter (``save_adapter`` writes peft's files
-    into the folder it is given), training state and log, renamed into place together."""
+    """An epoch's folder, complete or absent: the adapter in peft's format (its tensors as
+    ``adapter_model.safetensors`` and its ``LoraConfig`` as ``adapter_config.json``, the files
+    ``PeftModel.from_pretrained`` reads), the training state and the log, renamed into place
+    together. Both ways of training hand over ``adapter = (tensors, config)``, so a member's
+    folder has the same files whichever way it was trained."""
+    from safetensors.torch import save_file
+
+    tensors, config = adapter
     target = epoch_dir(member_dir, epoch)
     with atomic_dir(target) as tmp:
-        save_adapter(tmp)
+        save_file(tensors, str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
+        config.save_pretrained(str(tmp))
         torch.save(state, tmp / STATE_FILE)
         (tmp / LOG_FILE).write_text(json.dumps(log, indent=2))
     return target
+
+
+def peft_adapter(model) -> tuple[dict, object]:
+    """(tensors, config) of a peft model's ``default`` adapter, as its ``save_pretrained``
+    would write them (keys without the adapter's name, config marked for inference)."""
+    import copy
+
+    from peft import get_peft_model_state_dict
+
+    tensors = {
+        key: value.detach().to("cpu").contiguous()
+        for key, value in get_peft_model_state_dict(model).items()
+    }
+    config = copy.deepcopy(model.peft_config["default"])
+    config.inference_mode = True
+    return tensors, config
 
 
 def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -318,12 +341,6 @@ def train_member(
             cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
             state = training_state(optimizer, scaler, epoch, torch.get_rng_state(), cuda_rng)
 
-            def save_adapter(folder: Path) -> None:
-                model.save_pretrained(folder, safe_serialization=True)
-                # peft's model-card template says nothing the config does not; without it a
-                # member's folder has the same files whichever way it was trained (joint.py)
-                (folder / "README.md").unlink(missing_ok=True)
-
-            write_checkpoint(member_dir, epoch, save_adapter, state, log)
+            write_checkpoint(member_dir, epoch, peft_adapter(model), state, log)
             logs.append(log)
     return logs

@@ -93,7 +93,7 @@ def test_outputs_get_the_permissions_of_an_ordinary_write(tmp_path, umask):
     """mkstemp/mkdtemp create 0600/0700; a shared DVC cache or group folder needs what the
     user's umask gives ``open``/``mkdir``. Checked in a child so the umask change stays there."""
     code = f"""
-import os, sys
+import os, sys, tempfile
 from pathlib import Path
 from lorauq.atomic import atomic_dir, atomic_path
 os.umask({umask:#o})
@@ -102,8 +102,16 @@ with atomic_path(root / "file.txt") as tmp:
     tmp.write_text("x")
 with atomic_dir(root / "folder") as tmp:
     (tmp / "inner.txt").write_text("y")
+    (tmp / "sub").mkdir(mode=0o700)
+    fd, private = tempfile.mkstemp(dir=tmp / "sub")  # a library's own 0600 temporary
+    os.close(fd)
+    os.replace(private, tmp / "sub" / "weights.safetensors")
 with atomic_dir(root / "folder") as tmp:  # replacing an existing folder
     (tmp / "inner.txt").write_text("z")
+    (tmp / "sub").mkdir(mode=0o700)
+    fd, private = tempfile.mkstemp(dir=tmp / "sub")
+    os.close(fd)
+    os.replace(private, tmp / "sub" / "weights.safetensors")
 (root / "plain.txt").write_text("p")
 (root / "plain").mkdir()
 """
@@ -112,6 +120,8 @@ with atomic_dir(root / "folder") as tmp:  # replacing an existing folder
     assert _mode(tmp_path / "folder") == 0o777 & ~umask == _mode(tmp_path / "plain")
     assert _mode(tmp_path / "folder" / "inner.txt") == 0o666 & ~umask
     assert (tmp_path / "folder" / "inner.txt").read_text() == "z"
+    assert _mode(tmp_path / "folder" / "sub") == 0o777 & ~umask
+    assert _mode(tmp_path / "folder" / "sub" / "weights.safetensors") == 0o666 & ~umask
 
 
 def test_atomic_helpers_leave_the_process_umask_as_it_was(tmp_path):

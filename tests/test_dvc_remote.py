@@ -123,6 +123,8 @@ def test_third_machine_restores_members_instead_of_running_them(machines) -> Non
             f"data/logits/lora_l2/members-{member}.parquet",
             f"reports/notebooks/02_finetune-lora_l2-{member}.ipynb",  # not re-executed: same bytes
             f"data/adapters/lora_l2/members-{member}/member-{member}/epoch-2/adapter_model.safetensors",
+            # names the base by its relative path: the same bytes in every clone
+            f"data/adapters/lora_l2/members-{member}/member-{member}/epoch-2/adapter_config.json",
         ):
             assert (c / path).read_bytes() == (builder / path).read_bytes(), path
     assert (c / "data/logits/prior.parquet").read_bytes() == (

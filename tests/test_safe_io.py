@@ -198,3 +198,23 @@ def test_base_and_adapters_are_safetensors(tiny):
     # the one .pt file is optimizer state + RNG: plain tensors that weights_only=True accepts
     assert {f for f in epoch_files if f.endswith(".pt")} == {"training_state.pt"}
     torch.load(epoch / "training_state.pt", weights_only=True)
+
+
+def test_written_models_and_adapters_are_readable_by_the_group(tiny):
+    """A shared DVC cache or group folder needs what the umask gives an ordinary write, also
+    for files that libraries write through private temporaries (safetensors makes them 0600)."""
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    epoch = tiny["member_dir"] / "epoch-1"
+    for path in (
+        tiny["base_dir"] / "model.safetensors",
+        epoch / "adapter_model.safetensors",
+        epoch / "training_state.pt",
+        epoch / "adapter_config.json",
+    ):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
+    for folder in (tiny["base_dir"], epoch):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~mask, folder

@@ -10,8 +10,7 @@ either way resumes after each member's last complete epoch.
 
 from __future__ import annotations
 
-from lorauq.config import Params, unit_members
-from lorauq.errors import ConfigError
+from lorauq.config import Params
 from lorauq.joint import train_members
 from lorauq.layout import Layout
 from lorauq.model import load_base, set_threads
@@ -19,23 +18,12 @@ from lorauq.questions import read_prepared
 from lorauq.train import train_member
 
 
-def check_unit(params: Params, unit: str) -> list[int]:
-    """The members of stage ``unit``, which must be one of the profile's member stages."""
-    if str(unit) not in params.units:
-        raise ConfigError(
-            f"members {unit!r} is not a stage of {params.profile}.members {params.units}; "
-            "if you changed the profile's members, run `python -m lorauq.compose` (or "
-            "`dvc exp run`) so dvc.yaml builds the new stages"
-        )
-    return unit_members(unit)
-
-
 def run(
     params: Params, ensemble: str, unit: str, layout: Layout = Layout(), progress: bool = True
 ) -> dict[int, list[dict]]:
     """Train the members of ``unit`` in ``ensemble``; their epoch logs by member."""
     spec = params.ensemble(ensemble)
-    members = check_unit(params, unit)
+    members = params.stage_members(unit)
     set_threads(spec.train.threads)
     train_frame = read_prepared(layout.train_table)
     folders = {member: layout.member_dir(ensemble, str(unit), member) for member in members}

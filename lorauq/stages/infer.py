@@ -15,7 +15,6 @@ from lorauq.infer import evaluate_members, evaluate_prior
 from lorauq.layout import Layout
 from lorauq.model import load_base, set_threads
 from lorauq.questions import read_prepared
-from lorauq.stages.finetune import check_unit
 
 
 def eval_sets(params: Params, layout: Layout = Layout()) -> dict[str, pd.DataFrame]:
@@ -27,7 +26,7 @@ def write_training(params: Params, ensemble: str, unit: str, layout: Layout) -> 
     """``members-<unit>.training.json``: per member and epoch, the training log and the
     LoRA-L2 norm of the saved adapter (Fig A's companion, the authors' LoRA-L2 curve)."""
     records = []
-    for member in check_unit(params, unit):
+    for member in params.stage_members(unit):
         folder = layout.member_dir(ensemble, unit, member)
         records += [training_record(epoch_dir(folder, e)) for e in completed_epochs(folder)]
     path = layout.unit_training(ensemble, unit)
@@ -57,7 +56,7 @@ def run(
         )
     params.ensemble(ensemble)
     unit = str(unit)
-    folders = {m: layout.member_dir(ensemble, unit, m) for m in check_unit(params, unit)}
+    folders = {m: layout.member_dir(ensemble, unit, m) for m in params.stage_members(unit)}
     written = evaluate_members(
         model,
         tokenizer,
