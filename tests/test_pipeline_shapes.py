@@ -51,6 +51,13 @@ def test_one_set_one_member_one_epoch_runs_dvc_repro_to_the_end(tmp_path: Path) 
     figures = {p.stem for p in (repo / "reports" / "figures" / "png").glob("*.png")}
     assert "fig_a_metrics_over_epochs" in figures
     assert not {"ood_roc", "fig_b_agreement"} & figures
+    # every output is either committed (metrics, tables) or ignored by git (DVC's cache)
+    untracked = [
+        line
+        for line in sh(repo, "git", "status", "--porcelain").splitlines()
+        if line.startswith("??")
+    ]
+    assert untracked == [], untracked
     printed = _notebook_text(repo / "reports" / "notebooks" / "04_figures.ipynb")
     assert "not drawn: ood_roc: the experiment has one eval set" in printed
     assert "not drawn: fig_b_agreement: one member" in printed
