@@ -51,6 +51,12 @@ def test_one_set_one_member_one_epoch_runs_dvc_repro_to_the_end(tmp_path: Path) 
     figures = {p.stem for p in (repo / "reports" / "figures" / "png").glob("*.png")}
     assert "fig_a_metrics_over_epochs" in figures
     assert not {"ood_roc", "fig_b_agreement"} & figures
+    # every output is either committed (metrics, tables) or ignored by git (DVC's cache)
+    status = sh(repo, "git", "status", "--porcelain", "--untracked-files=all").splitlines()
+    untracked = [  # DVC's own new .gitignore files aside
+        line for line in status if line.startswith("??") and not line.endswith(".gitignore")
+    ]
+    assert untracked == [], untracked
     printed = _notebook_text(repo / "reports" / "notebooks" / "04_figures.ipynb")
     assert "not drawn: ood_roc: the experiment has one eval set" in printed
     assert "not drawn: fig_b_agreement: one member" in printed
