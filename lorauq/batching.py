@@ -150,3 +150,24 @@ def bucketed_batches(
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     order = torch.randperm(len(batches), generator=generator).numpy()
     return [batches[i] for i in order]
+
+
+def shuffled_batches(
+    lengths: Sequence[int], batch_size: int, generator: torch.Generator
+) -> list[np.ndarray]:
+    """Plain shuffled batches of ``batch_size``, as the paper's authors trained: each batch is a
+    random draw of questions of any length (more padding than :func:`bucketed_batches`, and
+    batches mix short and long prompts), in an order that depends only on ``generator``."""
+    perm = torch.randperm(len(lengths), generator=generator).numpy()
+    return [perm[i : i + batch_size] for i in range(0, len(perm), batch_size)]
+
+
+#: ``train.batching``: how an epoch's questions are cut into batches.
+BATCHINGS = {"bucketed": bucketed_batches, "shuffle": shuffled_batches}
+
+
+def training_batches(
+    lengths: Sequence[int], batch_size: int, batching: str, generator: torch.Generator
+) -> list[np.ndarray]:
+    """One epoch's batches the way ``train.batching`` names (the config checks the name)."""
+    return BATCHINGS[batching](lengths, batch_size, generator)

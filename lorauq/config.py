@@ -142,6 +142,10 @@ class TrainParams:
     #: against 65–95 s one after another (a shared, loaded machine): the compute per token is
     #: the same, what joint training saves is each member's base load, encoding and saves.
     joint: bool = True
+    #: How an epoch's questions become batches: ``bucketed`` (length-sorted windows, little
+    #: padding: the fast default) or ``shuffle`` (plain random batches, as the paper's authors
+    #: trained; the paper profile's choice). Both orders depend only on (member, epoch).
+    batching: Literal["bucketed", "shuffle"] = "bucketed"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Member m trained here is member m of :func:`lorauq.train.train_member`, to float rounding:
 the same initial A (peft's own init after ``torch.manual_seed(m)``), the same batches in the
-same order (``bucketed_batches`` with the generator of (m, epoch)), its own loss (its
+same order (``training_batches`` with the generator of (m, epoch)), its own loss (its
 cross-entropy on its own batch + λ·Σ‖B·A‖²_F of its own weights), its own AdamW, its own
 gradient-norm clip, its own loss scaler (float16) and its own dropout RNG. At every step the
 members' batches are concatenated (left-padded to the widest; positions restart at each
@@ -32,11 +32,11 @@ from tqdm.auto import tqdm
 
 from lorauq.atomic import remove_stale_temps
 from lorauq.batching import (
-    bucketed_batches,
     collate_left,
     float32_head,
     last_position_logits,
     pad_multiple,
+    training_batches,
 )
 from lorauq.checkpoints import epoch_dir
 from lorauq.config import LoraParams, TrainParams
@@ -163,7 +163,9 @@ def _train_epoch(
     """One epoch of the members in ``slots``; their epoch logs, in slot order."""
     device, multiple = state["device"], state["multiple"]
     orders = [
-        bucketed_batches(data.lengths, train.batch_size, _epoch_generator(members[j], epoch))
+        training_batches(
+            data.lengths, train.batch_size, train.batching, _epoch_generator(members[j], epoch)
+        )
         for j in slots
     ]
     steps = len(orders[0])

@@ -34,11 +34,11 @@ from tqdm.auto import tqdm
 
 from lorauq.atomic import atomic_dir, remove_stale_temps
 from lorauq.batching import (
-    bucketed_batches,
     collate_left,
     float32_head,
     last_position_logits,
     pad_multiple,
+    training_batches,
 )
 from lorauq.checkpoints import ADAPTER_FILE, LOG_FILE, STATE_FILE, completed_epochs, epoch_dir
 from lorauq.config import LoraParams, TrainParams
@@ -317,8 +317,8 @@ def train_member(
         forward_model = torch.compile(model) if train.compile else model
         for epoch in range(last + 1, train.epochs + 1):
             model.train()
-            order = bucketed_batches(
-                data.lengths, train.batch_size, _epoch_generator(member, epoch)
+            order = training_batches(
+                data.lengths, train.batch_size, train.batching, _epoch_generator(member, epoch)
             )
             losses, priors, tokens = [], [], 0
             start = time.perf_counter()  # tqdm's clock stands still when the bar is disabled

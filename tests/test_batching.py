@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +15,11 @@ from lorauq.batching import (
     collate_left,
     last_position_logits,
     pad_multiple,
+    shuffled_batches,
+    training_batches,
 )
-from lorauq.config import BaseParams
+from lorauq.config import BaseParams, load_params
+from lorauq.errors import ConfigError
 from lorauq.model import build_tiny_model, train_tokenizer
 
 torch.set_num_threads(1)
@@ -210,6 +214,35 @@ def test_bucketed_batches_cut_padding():
         for s in range(0, 400, 8)
     )
     assert padded < 0.75 * naive
+
+
+# --------------------------------------------------------------------------- shuffled_batches
+
+
+@pytest.mark.parametrize(("n", "batch_size"), [(37, 4), (16, 8), (5, 8)])
+def test_shuffled_batches_are_a_plain_shuffle_cut_in_order(n, batch_size):
+    """The authors' batching: one seeded permutation, cut into consecutive batches."""
+    lengths = np.random.default_rng(n).integers(5, 90, size=n).tolist()
+    batches = shuffled_batches(lengths, batch_size, _gen(7))
+    expected = torch.randperm(n, generator=_gen(7)).numpy()
+    assert np.concatenate(batches).tolist() == expected.tolist()
+    assert [len(b) for b in batches[:-1]] == [batch_size] * (len(batches) - 1)
+    assert 1 <= len(batches[-1]) <= batch_size
+
+
+def test_training_batches_follow_the_param():
+    lengths = np.random.default_rng(3).integers(5, 90, size=64).tolist()
+    for name, planner in (("bucketed", bucketed_batches), ("shuffle", shuffled_batches)):
+        got = training_batches(lengths, 8, name, _gen(1))
+        assert [b.tolist() for b in got] == [b.tolist() for b in planner(lengths, 8, _gen(1))]
+
+
+def test_paper_profile_shuffles_and_a_wrong_batching_is_named(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    assert load_params(root / "params.yaml", {"profile": "paper"}).train.batching == "shuffle"
+    assert load_params(root / "params.yaml").train.batching == "bucketed"
+    with pytest.raises(ConfigError, match=r"train\.batching"):
+        load_params(root / "params.yaml", {"tiny.train.batching": "random"})
 
 
 def test_collate_left_rounds_width_up_to_multiple():
