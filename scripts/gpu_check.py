@@ -487,7 +487,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
         sys.exit("no CUDA device: run with --cpu-tiny for the CPU self-test")
     geometry = TINY if args.cpu_tiny else MISTRAL_7B
     dtype = getattr(torch, args.dtype)
-    # The paper profile's training and evaluation settings (DESIGN §5).
+    # The paper profile's training and evaluation settings (docs/paper.md).
     lora = LoraParams(r=8, alpha=32, dropout=0.0, target_modules=["q_proj", "v_proj"])
     train = TrainParams(lr=5e-6, batch_size=8, grad_clip=0.3, prior_lambda=1.0)
     infer = InferParams(batch_tokens=args.batch_tokens or (1024 if args.cpu_tiny else 16384))
