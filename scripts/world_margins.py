@@ -23,36 +23,23 @@ import torch
 from lorauq.atomic import atomic_path
 from lorauq.config import load_params
 from lorauq.layout import Layout
-from lorauq.stages.in_process import run_experiment
+from lorauq.stages.in_process import run_experiment, world_effects, world_seed_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def world_effects(seed: int, threads: int) -> dict[str, float]:
+def measure_seed(seed: int, threads: int) -> dict[str, float]:
     """Run one world seed's experiment (main ensemble only) and read its effects."""
     torch.set_num_threads(threads)
-    overrides = {
-        "tiny.data.world.seed": seed,
-        "tiny.base.seed": seed,
-        "tiny.ensembles": {"lora_l2": {}},
-        "tiny.analysis.reference": "halves",
-    }
+    overrides = world_seed_overrides(seed)
     with tempfile.TemporaryDirectory() as folder:
         params = load_params(ROOT / "params.yaml", overrides)
         start = time.perf_counter()
         metrics = run_experiment(params, Layout(Path(folder))).metrics
         elapsed = time.perf_counter() - start
-    main = metrics["lora_l2"]["renormalized"]
-    prior, final = main["prior"], main["final"]
     return {
         "world_seed": seed,
-        "final_in_domain_accuracy": final["in_domain"]["accuracy"],
-        "prior_known_accuracy": prior["known"]["accuracy"],
-        "auroc_mi_unseen": main["ood_auroc"]["final"]["unseen"]["mutual_information"],
-        "mi_unseen_over_in_domain": final["unseen"]["mutual_information"]
-        / final["in_domain"]["mutual_information"],
-        "ee_noisy_over_in_domain": final["noisy"]["expected_entropy"]
-        / final["in_domain"]["expected_entropy"],
+        **world_effects(metrics["lora_l2"]["renormalized"]),
         "elapsed_s": elapsed,
     }
 
@@ -70,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for seed in _seeds(args.seeds):
-        rows.append(world_effects(seed, args.threads))
+        rows.append(measure_seed(seed, args.threads))
         print(pd.DataFrame(rows).round(3).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)
     with atomic_path(args.out) as tmp:

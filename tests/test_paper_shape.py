@@ -23,7 +23,7 @@ import torch
 from lorauq.config import resolve_params
 from lorauq.layout import Layout
 from lorauq.schema import LOGIT_COLUMNS
-from lorauq.stages import base, figures, finetune, infer, prepare
+from lorauq.stages.in_process import run_experiment
 from lorauq.store import read_logits
 
 pytestmark = pytest.mark.slow
@@ -136,16 +136,7 @@ def run(tmp_path_factory: pytest.TempPathFactory):
         {"profile": "shaped", "ensembles": list(ENSEMBLES), "members": [0, 1], "shaped": profile}
     )
     layout = Layout(root)
-    prepare.run(params, layout)
-    base.run(params, layout, progress=False)
-    for ensemble in params.ensembles:
-        for unit in params.units:
-            finetune.run(params, ensemble, unit, layout, progress=False)
-    infer.run(params, None, layout=layout, progress=False)
-    for ensemble in params.ensembles:
-        for unit in params.units:
-            infer.run(params, ensemble, unit, layout, progress=False)
-    return params, layout, figures.run(params, layout)
+    return params, layout, run_experiment(params, layout)
 
 
 def _stored(layout: Layout, ensemble: str) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import torch
 
 from lorauq.config import load_params
 from lorauq.layout import Layout
-from lorauq.stages.in_process import run_experiment
+from lorauq.stages.in_process import run_experiment, world_effects, world_seed_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -43,28 +43,13 @@ MARGINS = {
 @pytest.mark.parametrize("world_seed", [1, 2])
 def test_tiny_world_uncertainty_lands_where_built(tmp_path: Path, world_seed: int) -> None:
     torch.set_num_threads(2)
-    params = load_params(
-        ROOT / "params.yaml",
-        {
-            "tiny.data.world.seed": world_seed,
-            "tiny.base.seed": world_seed,
-            "tiny.ensembles": {"lora_l2": {}},  # the main ensemble: the world's effects
-            "tiny.analysis.reference": "halves",
-        },
-    )
+    params = load_params(ROOT / "params.yaml", world_seed_overrides(world_seed))
     metrics = run_experiment(params, Layout(tmp_path)).metrics["lora_l2"]["renormalized"]
 
-    prior, final = metrics["prior"], metrics["final"]
-    effects = {
-        "final_in_domain_accuracy": final["in_domain"]["accuracy"],
-        "prior_known_accuracy": prior["known"]["accuracy"],
-        "auroc_mi_unseen": metrics["ood_auroc"]["final"]["unseen"]["mutual_information"],
-        "mi_unseen_over_in_domain": final["unseen"]["mutual_information"]
-        / final["in_domain"]["mutual_information"],
-        "ee_noisy_over_in_domain": final["noisy"]["expected_entropy"]
-        / final["in_domain"]["expected_entropy"],
-    }
+    effects = world_effects(metrics)
     assert {k: v for k, v in effects.items() if v < BARS[k]} == {}, effects
     # The prior is one model: no disagreement before fine-tuning.
-    assert all(v["mutual_information"] == pytest.approx(0.0, abs=1e-6) for v in prior.values())
+    assert all(
+        v["mutual_information"] == pytest.approx(0.0, abs=1e-6) for v in metrics["prior"].values()
+    )
     assert (tmp_path / "reports" / "metrics.json").is_file()

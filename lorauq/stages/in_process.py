@@ -24,3 +24,29 @@ def run_experiment(params: Params, layout: Layout, progress: bool = False) -> fi
         for unit in params.units:
             infer.run(params, ensemble, unit, layout, progress=progress)
     return figures.run(params, layout)
+
+
+def world_effects(main: dict) -> dict[str, float]:
+    """The tiny world's built-in effects from one ensemble's headline metrics (one read-out of
+    ``metrics.json``): what ``docs/tiny-world.md`` tabulates and the e2e test bars."""
+    prior, final = main["prior"], main["final"]
+    return {
+        "final_in_domain_accuracy": final["in_domain"]["accuracy"],
+        "prior_known_accuracy": prior["known"]["accuracy"],
+        "auroc_mi_unseen": main["ood_auroc"]["final"]["unseen"]["mutual_information"],
+        "mi_unseen_over_in_domain": final["unseen"]["mutual_information"]
+        / final["in_domain"]["mutual_information"],
+        "ee_noisy_over_in_domain": final["noisy"]["expected_entropy"]
+        / final["in_domain"]["expected_entropy"],
+    }
+
+
+def world_seed_overrides(seed: int) -> dict[str, object]:
+    """The default tiny experiment on world seed ``seed`` (and a base pre-trained from it),
+    its main ensemble alone: the experiment the world's margins are measured on."""
+    return {
+        "tiny.data.world.seed": seed,
+        "tiny.base.seed": seed,
+        "tiny.ensembles": {"lora_l2": {}},
+        "tiny.analysis.reference": "halves",
+    }
