@@ -1,12 +1,14 @@
 """The paper's prompt, custom templates and answer-letter token ids on real and toy tokenizers.
 
 The letter ids decide which logits are read as the answer, so they are checked on the real
-tokenizers under ``../shared/realtokenizers`` (Llama-2 SentencePiece, the Mistral family;
-SmolLM2 byte-level BPE) and on toy tokenizers built to break each assumption.
+tokenizers in the folder ``$LORAUQ_REALTOKENIZERS`` names (one tokenizer folder each:
+Llama-2 SentencePiece, the Mistral family; SmolLM2 byte-level BPE; optional, skipped when
+unset) and on toy tokenizers built to break each assumption.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from lorauq.errors import ConfigError, DataError, ModelError
 from lorauq.prompt import encode_prompts, format_prompt, letter_token_ids, template_parts
 
-REALTOKENIZERS = Path(__file__).resolve().parents[1].parent / "shared" / "realtokenizers"
+REALTOKENIZERS = os.environ.get("LORAUQ_REALTOKENIZERS")
 
 ROW5 = {
     "question": "Where would you put a plate after washing it?",
@@ -157,7 +159,9 @@ KNOWN_IDS = {
 @pytest.mark.realdata
 @pytest.mark.parametrize("name", sorted(KNOWN_IDS))
 def test_real_tokenizer_letters_are_single_distinct_round_tripping_tokens(name):
-    folder = REALTOKENIZERS / name
+    if not REALTOKENIZERS:
+        pytest.skip("set LORAUQ_REALTOKENIZERS to a folder of real tokenizers to run this")
+    folder = Path(REALTOKENIZERS) / name
     if not folder.is_dir():
         pytest.skip(f"real tokenizer folder not found at {folder}")
     from transformers import AutoTokenizer
