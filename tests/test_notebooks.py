@@ -1,4 +1,9 @@
-"""The numbered notebooks: generated from scripts/make_notebooks.py, parameters documented.
+"""The numbered notebooks: each paired with its percent-format script, parameters documented.
+
+Each ``notebooks/NN_*.ipynb`` has a Jupytext twin ``NN_*.py`` (``notebooks/jupytext.toml``):
+JupyterLab with jupytext installed writes both on every save, an editor changes the ``.py`` and
+``jupytext --sync`` carries it over. The pair must hold the same cells, and the ``.ipynb`` is
+committed without outputs (executed copies are DVC outputs in reports/notebooks/).
 
 ``papermill --help-notebook`` reads each parameter's type from its annotation and its help from
 the comment on the same line; a line it cannot parse is silently left out of the help.
@@ -6,15 +11,19 @@ the comment on the same line; a line it cannot parse is silently left out of the
 
 from __future__ import annotations
 
-import importlib.util
+import asyncio
 import logging
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import jupytext
 import nbformat
 import papermill
 import pytest
+import tomllib
+from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -24,15 +33,6 @@ EXPECTED = {
     "03_inference.ipynb": {"params_file", "overrides", "root", "ensemble", "members"},
     "04_figures.ipynb": {"params_file", "overrides", "root"},
 }
-
-
-def _generator():
-    spec = importlib.util.spec_from_file_location(
-        "make_notebooks", ROOT / "scripts" / "make_notebooks.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_every_numbered_notebook_is_known() -> None:
@@ -66,14 +66,53 @@ def test_help_notebook_command_lists_each_parameter_with_its_help() -> None:
     assert "Unknown type" not in out
 
 
+def _cells(notebook: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
+    """What a pair must agree on: each cell's type, source and tags (ids and outputs aside)."""
+    return [(c.cell_type, c.source, list(c.metadata.get("tags", []))) for c in notebook.cells]
+
+
+def test_the_folder_pairs_every_notebook_with_a_percent_script() -> None:
+    config = tomllib.loads((ROOT / "notebooks" / "jupytext.toml").read_text())
+    assert config["formats"] == "ipynb,py:percent"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_committed_notebook_matches_its_generator(path: Path) -> None:
-    """Edit scripts/make_notebooks.py and rerun it; never the .ipynb by hand."""
-    generator = _generator()
-    expected = generator.build(generator.NOTEBOOKS[path.name])
-    committed = nbformat.read(path, as_version=4)
-    assert [(c.cell_type, c.source) for c in committed.cells] == [
-        (c.cell_type, c.source) for c in expected.cells
-    ]
+def test_notebook_and_its_script_hold_the_same_cells(path: Path) -> None:
+    script = path.with_suffix(".py")
+    assert script.read_text().count("# %%") == len(nbformat.read(path, as_version=4).cells)
+    committed = jupytext.read(path)
+    assert _cells(committed) == _cells(jupytext.read(script))
+    tagged = [c for c in committed.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and tagged[0].cell_type == "code"
     assert all(not c.get("outputs") for c in committed.cells if c.cell_type == "code")
+    assert all(c.get("execution_count") is None for c in committed.cells if c.cell_type == "code")
     assert committed.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_saving_in_jupyterlab_updates_the_paired_script(tmp_path: Path) -> None:
+    """JupyterLab saves through its contents manager; jupytext's derives from the default one."""
+    folder = tmp_path / "notebooks"
+    shutil.copytree(ROOT / "notebooks", folder)
+    manager = jupytext.build_async_jupytext_contents_manager_class(AsyncLargeFileManager)(
+        root_dir=str(folder)
+    )
+    name = "02_finetune.ipynb"
+    before = (folder / "02_finetune.py").read_text()
+
+    async def edit_and_save() -> None:
+        model = await manager.get(name)
+        cells = model["content"]["cells"]
+        cells[-1]["source"] += "\n# edited in JupyterLab"
+        cells.append(nbformat.v4.new_markdown_cell("A note added in JupyterLab."))
+        await manager.save(model, name)
+
+    asyncio.run(edit_and_save())
+    after = (folder / "02_finetune.py").read_text()
+    assert after != before
+    assert after.endswith(
+        '.set_index(["member", "epoch"])\n# edited in JupyterLab\n\n'
+        "# %% [markdown]\n# A note added in JupyterLab.\n"
+    )
+    assert _cells(jupytext.read(folder / "02_finetune.py")) == _cells(jupytext.read(folder / name))
+    # The rest of the script is untouched: only the edited cell and the new one differ.
+    assert after.startswith(before.rstrip("\n"))
