@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -116,3 +117,79 @@ def test_saving_in_jupyterlab_updates_the_paired_script(tmp_path: Path) -> None:
     assert _cells(jupytext.read(folder / "02_finetune.py")) == _cells(jupytext.read(folder / name))
     # The rest of the script is untouched: only the edited cell and the new one differ.
     assert after.startswith(before.rstrip("\n"))
+
+
+# The smallest experiment that still runs every notebook: two members (Fig B compares halves),
+# one epoch, a base of a few thousand parameters.
+QUICK = {
+    "tiny.members": [0, 1],
+    "tiny.ensembles": {"lora_l2": {}},
+    "tiny.analysis.reference": "halves",
+    "tiny.base.hidden_size": 32,
+    "tiny.base.intermediate_size": 64,
+    "tiny.base.num_hidden_layers": 1,
+    "tiny.base.pretrain_steps": 20,
+    "tiny.train.epochs": 1,
+    "tiny.train.threads": 1,
+    "tiny.infer.threads": 1,
+}
+
+
+def _outputs(path: Path) -> list[dict]:
+    return [
+        out for cell in nbformat.read(path, as_version=4).cells for out in cell.get("outputs", [])
+    ]
+
+
+def _text(output: dict) -> str:
+    if output["output_type"] == "stream":
+        return output["text"]
+    if output["output_type"] == "error":
+        return "\n".join([output["ename"], output["evalue"], *output["traceback"]])
+    return str(output.get("data", {}).get("text/plain", ""))
+
+
+@pytest.mark.slow
+def test_executed_notebooks_hold_no_stderr_and_no_warnings(tmp_path: Path) -> None:
+    """``dvc repro`` runs every notebook as its stage does: progress as stdout lines, no red."""
+    from workspace import copy_repository, sh
+
+    repo = copy_repository(tmp_path / "repo", QUICK)
+    sh(repo, "dvc", "repro", timeout=1500)
+    executed = {p.name: _outputs(p) for p in (repo / "reports" / "notebooks").glob("*.ipynb")}
+    assert sorted(executed) == [
+        "01_base.ipynb",
+        "02_finetune-lora_l2-0.ipynb",
+        "02_finetune-lora_l2-1.ipynb",
+        "03_inference-lora_l2-0.ipynb",
+        "03_inference-lora_l2-1.ipynb",
+        "03_inference-prior.ipynb",
+        "04_figures.ipynb",
+    ]
+    for name, outputs in executed.items():
+        stderr = [o["text"] for o in outputs if o.get("name") == "stderr"]
+        assert not stderr, f"{name}: stderr output {stderr[:3]}"
+        assert not [o for o in outputs if o["output_type"] == "error"], name
+        warned = [_text(o) for o in outputs if "Warning" in _text(o)]
+        assert not warned, f"{name}: {warned[:3]}"
+    stdout = {
+        name: "".join(o["text"] for o in outs if o.get("name") == "stdout")
+        for name, outs in executed.items()
+    }
+    assert re.search(
+        r"^pre-train tiny base: 20 steps in [\d.]+ s, loss=", stdout["01_base.ipynb"], re.M
+    )
+    assert re.search(
+        r"^member 1 epoch 1/1: \d+ steps in [\d.]+ s, loss=",
+        stdout["02_finetune-lora_l2-1.ipynb"],
+        re.M,
+    )
+    for eval_set in ("in_domain", "known", "unseen", "noisy"):
+        assert re.search(
+            rf"^member 0 epoch 1 {eval_set}: \d+ batches in [\d.]+ s$",
+            stdout["03_inference-lora_l2-0.ipynb"],
+            re.M,
+        ), stdout["03_inference-lora_l2-0.ipynb"]
+    # Figures inline, drawn from the objects the plotting code returns.
+    images = [o for o in executed["04_figures.ipynb"] if "image/png" in o.get("data", {})]
+    assert len(images) >= 5
