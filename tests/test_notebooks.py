@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import jupytext
@@ -149,13 +154,20 @@ def _text(output: dict) -> str:
     return str(output.get("data", {}).get("text/plain", ""))
 
 
-@pytest.mark.slow
-def test_executed_notebooks_hold_no_stderr_and_no_warnings(tmp_path: Path) -> None:
-    """``dvc repro`` runs every notebook as its stage does: progress as stdout lines, no red."""
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> Path:
+    """A copy of the repository after ``dvc repro`` of the QUICK experiment (about 1.5 min)."""
     from workspace import copy_repository, sh
 
-    repo = copy_repository(tmp_path / "repo", QUICK)
+    repo = copy_repository(tmp_path_factory.mktemp("quick") / "repo", QUICK)
     sh(repo, "dvc", "repro", timeout=1500)
+    return repo
+
+
+@pytest.mark.slow
+def test_executed_notebooks_hold_no_stderr_and_no_warnings(quick_run: Path) -> None:
+    """``dvc repro`` runs every notebook as its stage does: progress as stdout lines, no red."""
+    repo = quick_run
     executed = {p.name: _outputs(p) for p in (repo / "reports" / "notebooks").glob("*.ipynb")}
     assert sorted(executed) == [
         "01_base.ipynb",
@@ -193,3 +205,103 @@ def test_executed_notebooks_hold_no_stderr_and_no_warnings(tmp_path: Path) -> No
     # Figures inline, drawn from the objects the plotting code returns.
     images = [o for o in executed["04_figures.ipynb"] if "image/png" in o.get("data", {})]
     assert len(images) >= 5
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _rendered(folder: Path, notebooks: list[str], tmp: Path) -> dict[str, str]:
+    """Each notebook's page as headless Chromium renders it in a JupyterLab serving ``folder``."""
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("no chromium binary (Debian: apt-get install chromium)")
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp / "runtime")}
+    lab = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root"),
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={folder}",
+            f"--LabApp.workspaces_dir={tmp / 'workspaces'}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # JupyterLab answers its API once it serves
+            try:
+                urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/status?token={token}", timeout=5
+                )
+                break
+            except OSError:
+                assert lab.poll() is None, "JupyterLab exited at start-up"
+                assert time.monotonic() < deadline, "JupyterLab did not start within 120 s"
+                time.sleep(1)
+        pages = {}
+        for name in notebooks:
+            done = subprocess.run(
+                [
+                    *(browser, "--headless=new", "--no-sandbox", "--disable-gpu"),
+                    "--disable-dev-shm-usage",
+                    f"--user-data-dir={tmp / 'chromium'}",
+                    "--virtual-time-budget=30000",  # let JupyterLab's scripts render the outputs
+                    "--dump-dom",
+                    f"http://127.0.0.1:{port}/lab/tree/{name}?token={token}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+            assert done.returncode == 0, done.stderr[-2000:]
+            pages[name] = done.stdout
+        return pages
+    finally:
+        lab.terminate()
+        lab.wait(timeout=30)
+
+
+def _headings(page: str) -> list[str]:
+    return [re.sub(r"<[^>]+>|¶", "", h).strip() for h in re.findall(r"<h1[^>]*>(.*?)</h1>", page)]
+
+
+@pytest.mark.slow
+def test_an_executed_notebook_renders_in_a_real_browser(quick_run: Path, tmp_path: Path) -> None:
+    """JupyterLab in headless Chromium: the title, the figures, no red output.
+
+    A control notebook with a stderr line and an exception shows that red output is seen.
+    """
+    folder = quick_run / "reports" / "notebooks"
+    control = nbformat.v4.new_notebook()
+    control.cells = [
+        nbformat.v4.new_markdown_cell("# Control"),
+        nbformat.v4.new_code_cell(
+            "1/0",
+            outputs=[
+                nbformat.v4.new_output("stream", name="stderr", text="a warning\n"),
+                nbformat.v4.new_output(
+                    "error", ename="ZeroDivisionError", evalue="division by zero", traceback=[]
+                ),
+            ],
+        ),
+    ]
+    nbformat.write(control, folder / "control.ipynb")
+    pages = _rendered(folder, ["04_figures.ipynb", "control.ipynb"], tmp_path)
+
+    stderr = 'data-mime-type="application/vnd.jupyter.stderr"'
+    assert pages["control.ipynb"].count(stderr) == 2
+    assert "Control" in _headings(pages["control.ipynb"])
+
+    page = pages["04_figures.ipynb"]
+    title = nbformat.read(folder / "04_figures.ipynb", as_version=4).cells[0].source
+    assert title.splitlines()[0].removeprefix("# ") in _headings(page)
+    images = re.findall(r'<img src="data:image/png;base64,', page)
+    drawn = [o for o in _outputs(folder / "04_figures.ipynb") if "image/png" in o.get("data", {})]
+    assert len(images) == len(drawn) >= 5
+    assert stderr not in page
