@@ -29,16 +29,10 @@ overrides: dict = {}  # dotted keys over params.yaml, e.g. {"train.epochs": 2}
 root: str = ""  # the repository root; empty: found upwards from the working folder
 
 # %%
-import os
+from lorauq.stages import open_experiment
 
-from lorauq.config import load_params
-from lorauq.layout import Layout, find_root
-
-ROOT = find_root(root)
-os.chdir(ROOT)  # every path in params.yaml and dvc.yaml is relative to the repository root
-params = load_params(ROOT / params_file, overrides)
-layout = Layout(ROOT)
-print(f"profile={params.profile} members={params.members}")
+# The repository root becomes the working folder: every path in params.yaml is relative to it.
+params, layout = open_experiment(root, params_file, overrides)
 
 # %%
 from lorauq.stages import base

@@ -31,16 +31,10 @@ ensemble: str = ""  # the ensemble to evaluate; empty: the prior (epoch 0)
 members: str = "0"  # the stage: a member id, or a range like 0-4
 
 # %%
-import os
+from lorauq.stages import open_experiment
 
-from lorauq.config import load_params
-from lorauq.layout import Layout, find_root
-
-ROOT = find_root(root)
-os.chdir(ROOT)  # every path in params.yaml and dvc.yaml is relative to the repository root
-params = load_params(ROOT / params_file, overrides)
-layout = Layout(ROOT)
-print(f"profile={params.profile} members={params.members}")
+# The repository root becomes the working folder: every path in params.yaml is relative to it.
+params, layout = open_experiment(root, params_file, overrides)
 
 # %%
 from lorauq.stages import infer

@@ -216,7 +216,7 @@ CELLS: list[tuple[str, str]] = [
     (
         "code",
         "# Only if finetune@lora_l2-0 had not finished: resume it, record it, then run the rest.\n"
-        "!mkdir -p reports/notebooks && papermill notebooks/02_finetune.ipynb "
+        "!mkdir -p reports/notebooks && LORAUQ_PROGRESS=lines papermill notebooks/02_finetune.ipynb "
         "reports/notebooks/02_finetune-lora_l2-0.ipynb -k python3 --log-level WARNING "
         "-p ensemble lora_l2 -r members 0\n"
         "!dvc commit -f finetune@lora_l2-0\n"

@@ -9,7 +9,6 @@ a new ``dvc repro`` it fails until ``make readme`` has been rerun and committed.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
 import shutil
@@ -23,12 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location(
-        "readme_results", ROOT / "scripts" / "readme_results.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from workspace import load_script
+
+    return load_script("readme_results")
 
 
 def _md5(path: Path) -> str:
