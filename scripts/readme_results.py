@@ -1,8 +1,8 @@
 """Put the default run's key figures and headline table into the README (``make readme``).
 
 The figures stage writes ``reports/figures/`` as a DVC output, which git ignores, so a visitor
-of the repository would see no result. This script copies the key PNGs into the git-tracked
-``docs/results/`` and rewrites the README's block between the ``results`` markers from
+of the repository would see no result. This script copies the key PNGs (scaled down) into the
+git-tracked ``docs/results/`` and rewrites the README's block between the ``results`` markers from
 ``reports/metrics.json``. ``docs/results/SOURCE.json`` records which run they came from (the
 hashes dvc.lock holds for ``reports/figures`` and ``reports/metrics.json``), so
 ``tests/test_readme_results.py`` fails as soon as a new ``dvc repro`` leaves the README behind.
@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import sys
 from pathlib import Path
 
 import yaml
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -29,6 +29,10 @@ from lorauq.atomic import atomic_path, write_text_atomic  # noqa: E402
 START = "<!-- results:start (written by `make readme`; edit scripts/readme_results.py) -->"
 END = "<!-- results:end -->"
 RESULTS = Path("docs/results")
+# The README shows figures about 900 px wide; the stage's 150-dpi PNGs are 2-3 times that, and
+# every run committed here stays in git's history, so the copies are scaled down to this width
+# and to a palette.
+MAX_WIDTH = 1000
 SOURCE = RESULTS / "SOURCE.json"
 # The key figures, in README order; Fig C has one file per eval set.
 FIGURES = (
@@ -44,6 +48,19 @@ COLUMNS = (
     ("expected_entropy", "expected entropy", ("final",)),
     ("mutual_information", "mutual information", ("final",)),
 )
+
+
+def shrink(source: Path, target: Path) -> None:
+    """``source`` scaled to at most :data:`MAX_WIDTH` pixels wide, written atomically to ``target``."""
+    with Image.open(source) as opened:
+        image = opened.convert("RGB")  # the figures are opaque: their face colour is white
+    if image.width > MAX_WIDTH:
+        height = round(image.height * MAX_WIDTH / image.width)
+        image = image.resize((MAX_WIDTH, height), Image.Resampling.LANCZOS)
+    # 256 colours hold a seaborn figure (a third of the bytes of full colour, no visible loss).
+    small = image.quantize(256, method=Image.Quantize.MEDIANCUT)
+    with atomic_path(target) as tmp:
+        small.save(tmp, format="PNG", optimize=True)
 
 
 def md5(path: Path) -> str:
@@ -145,12 +162,12 @@ def main(root: Path = ROOT) -> None:
         if old.name not in keep:
             old.unlink()
     for path, _caption in figures:
-        with atomic_path(folder / path.name) as tmp:
-            shutil.copyfile(path, tmp)
+        shrink(path, folder / path.name)
     source = {
         "dvc.lock": locked,
         "figures": {path.name: caption for path, caption in figures},
-        "md5": {path.name: md5(path) for path, _ in figures},
+        "md5": {path.name: md5(folder / path.name) for path, _ in figures},
+        "source_md5": {path.name: md5(path) for path, _ in figures},
     }
     write_text_atomic(root / SOURCE, json.dumps(source, indent=2) + "\n")
     readme = root / "README.md"

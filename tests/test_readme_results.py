@@ -1,7 +1,7 @@
 """The README's results: figures committed with the code, from the run dvc.lock records.
 
 ``make readme`` (scripts/readme_results.py) copies the key PNGs of ``reports/figures/png``
-into ``docs/results/`` and writes the README's results block from ``reports/metrics.json``.
+(scaled down) into ``docs/results/`` and writes the README's results block from ``reports/metrics.json``.
 The first test runs it on a made-up run; the second holds the repository itself to it: after
 a new ``dvc repro`` it fails until ``make readme`` has been rerun and committed.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,8 +43,11 @@ def _fake_run(root: Path, script) -> None:
         "fig_c_entropy_vs_mi_unseen",
         "fig_b_agreement",  # drawn, but not a key figure
     ]
-    for i, name in enumerate(names):
-        (root / "reports" / "figures" / "png" / f"{name}.png").write_bytes(b"\x89PNG" + bytes([i]))
+    for i, name in enumerate(names):  # Fig A wider than the README shows, the others not
+        size = (2400, 1200) if name.startswith("fig_a") else (300 + i, 200)
+        Image.new("RGB", size, (40 * i, 90, 160)).save(
+            root / "reports" / "figures" / "png" / f"{name}.png"
+        )
     lock = {
         "stages": {
             "figures": {
@@ -75,8 +79,17 @@ def test_make_readme_copies_the_key_figures_and_writes_the_table(tmp_path: Path)
         "fig_c_entropy_vs_mi_known.png",
         "fig_c_entropy_vs_mi_unseen.png",
     ]
-    assert (results / "ensemble_size.png").read_bytes() == b"\x89PNG\x01"
+    with Image.open(results / "fig_a_metrics_over_epochs.png") as fig_a:
+        assert fig_a.size == (1000, 500)
+    with Image.open(results / "ensemble_size.png") as small:
+        assert small.size == (301, 200)
+        assert small.convert("RGB").getpixel((0, 0)) == (40, 90, 160)
     source = json.loads((results / "SOURCE.json").read_text())
+    png = tmp_path / "reports" / "figures" / "png"
+    assert source["source_md5"]["ensemble_size.png"] == _md5(png / "ensemble_size.png")
+    assert source["md5"]["fig_a_metrics_over_epochs.png"] == _md5(
+        results / "fig_a_metrics_over_epochs.png"
+    )
     assert source["dvc.lock"]["reports/figures"] == "abc.dir"
     readme = (tmp_path / "README.md").read_text()
     assert readme.startswith("# title\n\n" + script.START) and readme.endswith(
@@ -128,5 +141,5 @@ def test_readme_shows_committed_figures_of_the_recorded_run() -> None:
         assert _md5(path) == source["md5"][path.name], image
         ignored = subprocess.run(["git", "check-ignore", "-q", image], cwd=ROOT).returncode == 0
         assert not ignored, f"{image} is ignored by git: the README would show nothing"
-        if figures.is_dir():  # this checkout holds the run's outputs: the very same bytes
-            assert _md5(path) == _md5(figures / path.name), image
+        if figures.is_dir():  # this checkout holds the run's outputs: copied from these bytes
+            assert _md5(figures / path.name) == source["source_md5"][path.name], image
