@@ -28,8 +28,11 @@ import jupytext
 import nbformat
 import papermill
 import pytest
-import tomllib
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+from jupytext.config import (
+    find_jupytext_configuration_file,
+    load_jupytext_configuration_file,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -78,8 +81,9 @@ def _cells(notebook: nbformat.NotebookNode) -> list[tuple[str, str, list[str]]]:
 
 
 def test_the_folder_pairs_every_notebook_with_a_percent_script() -> None:
-    config = tomllib.loads((ROOT / "notebooks" / "jupytext.toml").read_text())
-    assert config["formats"] == "ipynb,py:percent"
+    found = find_jupytext_configuration_file(str(ROOT / "notebooks"))
+    assert Path(found) == ROOT / "notebooks" / "jupytext.toml"
+    assert load_jupytext_configuration_file(found).formats == ["ipynb,py:percent"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

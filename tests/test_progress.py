@@ -55,3 +55,29 @@ def test_an_unknown_mode_names_the_variable(monkeypatch) -> None:
     monkeypatch.setenv(ENV, "widgets")
     with pytest.raises(ConfigError, match=r"LORAUQ_PROGRESS='widgets'.*bars, lines, off"):
         progress_bar(range(1), "x")
+
+
+def test_a_notebook_kernel_draws_a_widget_not_stderr(monkeypatch) -> None:
+    """In a kernel (as in JupyterLab) the default bar is an ipywidgets widget, no red text.
+
+    Without ipywidgets tqdm.auto falls back to text on stderr and warns "IProgress not found".
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.delenv(ENV, raising=False)
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [
+        nbformat.v4.new_code_cell(
+            "from lorauq.progress import progress_bar\n"
+            "for _ in progress_bar(range(3), 'pre-train tiny base'):\n    pass"
+        )
+    ]
+    NotebookClient(notebook, kernel_name="python3", timeout=120).execute()
+    outputs = notebook.cells[0].outputs
+    assert [o for o in outputs if o.get("name") == "stderr"] == []
+    widgets = [
+        o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert len(widgets) == 1
+    assert widgets[0]["data"]["text/plain"].startswith("pre-train tiny base:")
