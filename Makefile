@@ -14,7 +14,7 @@ export MPLBACKEND := Agg
 export TOKENIZERS_PARALLELISM := false
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup setup-dev repro test lint lab paper clean-outputs
+.PHONY: setup setup-dev repro test lint lab kernel readme paper clean-outputs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,5 +48,14 @@ lint: setup-dev
 paper: setup
 	HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 dvc exp run -S profile=paper
 
-lab: setup
+# The project's kernel, so JupyterLab (any JupyterLab of this user) runs the notebooks in .venv.
+kernel: setup
+	$(BIN)/python -m ipykernel install --user --name lorauq --display-name "Python (lorauq)"
+
+# Notebooks open paired with their scripts (jupytext), progress bars as live widgets (ipywidgets).
+lab: kernel
 	$(BIN)/jupyter lab notebooks/
+
+# After `dvc repro`: the key figures into docs/results/ and the headline table into README.md.
+readme: setup
+	$(BIN)/python scripts/readme_results.py

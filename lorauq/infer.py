@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 import lorauq.stacked
 from lorauq.batching import (
@@ -40,6 +39,7 @@ from lorauq.batching import (
 from lorauq.checkpoints import ADAPTER_FILE, completed_epochs, epoch_dir
 from lorauq.config import InferParams
 from lorauq.errors import ConfigError, DataError, StoreError
+from lorauq.progress import progress_bar, progress_note
 from lorauq.prompt import encode_prompts, letter_token_ids
 from lorauq.schema import LOGIT_COLUMNS, MAX_CHOICES, PRIOR_MEMBER
 from lorauq.stacked import Route, StackedLora
@@ -71,7 +71,9 @@ def sequence_letter_logits(
     lengths = [len(s) for s in sequences]
     multiple = multiple or pad_multiple(device)
     with float32_head(model):
-        for batch in tqdm(budget_batches(lengths, batch_tokens), desc=desc, disable=not progress):
+        for batch in progress_bar(
+            budget_batches(lengths, batch_tokens), desc, enabled=progress, unit="batches"
+        ):
             inputs = collate_left([sequences[i] for i in batch], pad_id, device, multiple)
             logits = last_position_logits(model, *inputs).float()
             letter_out[batch] = logits[:, letter_index].cpu().numpy()
@@ -108,7 +110,7 @@ def stacked_letter_logits(
     multiple = multiple or pad_multiple(device)
     batches = budget_batches(lengths, max(1, batch_tokens // n_slots))
     with float32_head(model):
-        for batch in tqdm(batches, desc=desc, disable=not progress):
+        for batch in progress_bar(batches, desc, enabled=progress, unit="batches"):
             group = [sequences[i] for i in batch]
             inputs = collate_left(group * n_slots, pad_id, device, multiple)
             with stack.routed(Route(list(slots), [len(batch)] * n_slots)):
@@ -579,8 +581,7 @@ def evaluate_members(
             part = parts / f"member-{member}-epoch-{epoch}-{_fingerprint(folder, inputs)}.parquet"
             done = _finished_part(part, member, epoch)
             if done is not None:
-                if progress:
-                    tqdm.write(f"member {member} epoch {epoch}: reusing {part}")
+                progress_note(f"member {member} epoch {epoch}: reusing {part}", enabled=progress)
                 tables[(member, epoch)] = done
             else:
                 todo[(member, epoch)] = folder

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from lorauq.atomic import remove_stale_temps
 from lorauq.batching import (
@@ -42,6 +41,7 @@ from lorauq.checkpoints import epoch_dir
 from lorauq.config import LoraParams, TrainParams
 from lorauq.errors import ConfigError
 from lorauq.model import attach_lora
+from lorauq.progress import progress_bar
 from lorauq.stacked import Route, StackedLora
 from lorauq.train import (
     EncodedQuestions,
@@ -175,8 +175,8 @@ def _train_epoch(
     results: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in slots]
     tokens = [0] * len(slots)
     label = ",".join(str(members[j]) for j in slots)
-    bar = tqdm(
-        range(steps), desc=f"members {label} epoch {epoch}/{train.epochs}", disable=not progress
+    bar = progress_bar(
+        range(steps), f"members {label} epoch {epoch}/{train.epochs}", enabled=progress
     )
     start = time.perf_counter()
     for step in bar:

@@ -22,7 +22,15 @@ from lorauq.errors import ModelError
 
 # peft imports bitsandbytes, which logs a harmless CPU-kernel warning on some CPUs.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing is deprecated.*")
+# peft's PeftModel probes `getattr(model, "is_gradient_checkpointing", True)`, a property that
+# transformers 5 deprecated; nothing lorauq calls or can change, and it would land as red stderr
+# in every executed fine-tuning notebook. Exactly that warning, from that module, is ignored.
+warnings.filterwarnings(
+    "ignore",
+    message=r"`is_gradient_checkpointing` is deprecated",
+    category=FutureWarning,
+    module=r"transformers\.modeling_utils",
+)
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from lorauq.atomic import atomic_dir
 from lorauq.batching import collate_left
 from lorauq.config import BaseParams, DataParams
 from lorauq.model import build_tiny_model, train_tokenizer
+from lorauq.progress import progress_bar
 from lorauq.prompt import format_prompt
 from lorauq.synthetic import WorldSpec, finetune_questions, pretraining_questions
 
@@ -39,7 +39,7 @@ def pretrain(
     optimizer = torch.optim.AdamW(model.parameters(), lr=params.pretrain_lr, weight_decay=0.0)
     model.train()
     losses = []
-    bar = tqdm(range(params.pretrain_steps), desc="pre-train tiny base", disable=not progress)
+    bar = progress_bar(range(params.pretrain_steps), "pre-train tiny base", enabled=progress)
     for _ in bar:
         rows = torch.randint(
             len(encoded), (params.pretrain_batch_size,), generator=generator

@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from lorauq.atomic import atomic_dir, remove_stale_temps
 from lorauq.batching import (
@@ -44,6 +43,7 @@ from lorauq.checkpoints import ADAPTER_FILE, LOG_FILE, STATE_FILE, completed_epo
 from lorauq.config import LoraParams, TrainParams
 from lorauq.errors import DataError, StoreError
 from lorauq.model import attach_lora, compute_dtype, lora_pairs, pairs_prior
+from lorauq.progress import progress_bar
 from lorauq.prompt import encode_prompts, letter_token_ids
 
 
@@ -322,8 +322,8 @@ def train_member(
             )
             losses, priors, tokens = [], [], 0
             start = time.perf_counter()  # tqdm's clock stands still when the bar is disabled
-            bar = tqdm(
-                order, desc=f"member {member} epoch {epoch}/{train.epochs}", disable=not progress
+            bar = progress_bar(
+                order, f"member {member} epoch {epoch}/{train.epochs}", enabled=progress
             )
             for batch in bar:
                 inputs = collate_left(

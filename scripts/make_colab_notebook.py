@@ -1,7 +1,7 @@
 """Write ``notebooks/colab_paper.ipynb``: the paper profile, one member, on a Colab GPU.
 
-Kept apart from ``make_notebooks.py`` because it is not a pipeline stage: DVC never runs it,
-it drives DVC. ``tests/test_colab_notebook.py`` checks that every file and parameter it
+Generated, unlike the numbered notebooks (edited in JupyterLab, paired with scripts), because
+it is not a pipeline stage: DVC never runs it, it drives DVC. ``tests/test_colab_notebook.py`` checks that every file and parameter it
 names exists, so edit the cells here and rerun ``python scripts/make_colab_notebook.py``.
 """
 
@@ -216,7 +216,7 @@ CELLS: list[tuple[str, str]] = [
     (
         "code",
         "# Only if finetune@lora_l2-0 had not finished: resume it, record it, then run the rest.\n"
-        "!mkdir -p reports/notebooks && papermill notebooks/02_finetune.ipynb "
+        "!mkdir -p reports/notebooks && LORAUQ_PROGRESS=lines papermill notebooks/02_finetune.ipynb "
         "reports/notebooks/02_finetune-lora_l2-0.ipynb -k python3 --log-level WARNING "
         "-p ensemble lora_l2 -r members 0\n"
         "!dvc commit -f finetune@lora_l2-0\n"
@@ -232,6 +232,8 @@ def build() -> nbformat.NotebookNode:
     # Colab opens it on a GPU runtime.
     nb.metadata["accelerator"] = "GPU"
     nb.metadata["colab"] = {"provenance": [], "gpuType": "T4"}
+    # Not paired with a script (notebooks/jupytext.toml pairs the folder): this file is generated.
+    nb.metadata["jupytext"] = {"formats": "ipynb"}
     for index, (kind, source) in enumerate(CELLS):
         cell = new_markdown_cell(source) if kind == "md" else new_code_cell(source)
         if kind == "parameters":

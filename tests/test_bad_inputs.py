@@ -555,6 +555,18 @@ def _(ctx: Ctx):
     accuracy(np.array([[0.5, 0.5], [np.nan, 1.0]]), np.array([0, 1]))
 
 
+@case(
+    "progress-mode-unknown",
+    ConfigError,
+    "LORAUQ_PROGRESS='widgets': expected one of bars, lines, off",
+)
+def _(ctx: Ctx):
+    from lorauq.progress import progress_bar
+
+    ctx.monkeypatch.setenv("LORAUQ_PROGRESS", "widgets")
+    return progress_bar(range(1), "x")
+
+
 # --------------------------------------------------------------------------- the tests
 
 

@@ -11,7 +11,6 @@ lines name must exist, every ``-S key=value`` it hands DVC must resolve through
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
 import shlex
 import sys
@@ -36,12 +35,9 @@ def notebook():
 
 
 def _generator():
-    spec = importlib.util.spec_from_file_location(
-        "make_colab_notebook", REPO / "scripts" / "make_colab_notebook.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from workspace import load_script
+
+    return load_script("make_colab_notebook")
 
 
 def _shell_lines(notebook) -> list[str]:

@@ -8,12 +8,14 @@ the copy's own ``lorauq`` on the path.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -93,3 +95,11 @@ def copy_repository(dest: Path, overrides: Mapping[str, Any] | None = None) -> P
     sh(dest, "git", "add", "-A")
     sh(dest, "git", "commit", "-qm", "experiment")
     return dest
+
+
+def load_script(name: str) -> ModuleType:
+    """``scripts/<name>.py`` as a module: the scripts are not a package, tests call into them."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
