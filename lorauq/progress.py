@@ -34,11 +34,10 @@ T = TypeVar("T")
 
 def progress_mode() -> str:
     """``LORAUQ_PROGRESS`` checked against :data:`MODES`; ``bars`` when it is unset or empty."""
-    mode = os.environ.get(ENV, "").strip().lower() or "bars"
+    raw = os.environ.get("LORAUQ_PROGRESS", "")
+    mode = raw.strip().lower() or "bars"
     if mode not in MODES:
-        raise ConfigError(
-            f"environment variable {ENV}={os.environ[ENV]!r}: expected one of {', '.join(MODES)}"
-        )
+        raise ConfigError(f"environment variable {ENV}={raw!r}: expected one of {', '.join(MODES)}")
     return mode
 
 

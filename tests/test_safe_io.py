@@ -51,7 +51,8 @@ SHUTIL_WRITERS = {
 }
 ATOMIC = {"atomic_path", "atomic_dir"}
 #: The only environment variables lorauq reads; a token or key must never be among them.
-ENV_READ = {"HF_HUB_OFFLINE"}
+ENV_READ = {"HF_HUB_OFFLINE", "LORAUQ_PROGRESS"}
+ENV_GETTERS = {"os.environ.get", "os.getenv"}
 
 
 def parsed() -> list[tuple[Path, ast.Module]]:
@@ -139,9 +140,12 @@ def test_every_file_write_goes_through_an_atomic_helper():
 def test_no_secret_read_or_passed():
     for path, tree in parsed():
         for node in ast.walk(tree):
-            text = ast.unparse(node) if isinstance(node, (ast.Subscript, ast.Call)) else ""
-            if text.startswith(("os.environ.get(", "os.getenv(", "os.environ[")):
-                key = node.args[0] if isinstance(node, ast.Call) else node.slice
+            key = None
+            if isinstance(node, ast.Call) and ast.unparse(node.func) in ENV_GETTERS:
+                key = node.args[0] if node.args else node
+            elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ":
+                key = node.slice
+            if key is not None:
                 assert isinstance(key, ast.Constant) and key.value in ENV_READ, where(path, node)
             if isinstance(node, ast.Call):
                 passed = {kw.arg for kw in node.keywords}
