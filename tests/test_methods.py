@@ -159,3 +159,54 @@ def test_mc_dropout_samples_differ_and_rerun_identically(trained) -> None:
     again = normalize_logits_frame(_dropout(base, adapter, 0.5))
     assert not np.allclose(_values(first, 0, 1), _values(first, 1, 1))
     pd.testing.assert_frame_equal(first, again)
+
+
+def _laplace(base: Path, adapter: Path, prior: float | None, samples: int = 3):
+    from lorauq.methods.laplace_lora import laplace_samples
+    from lorauq.model import load_base_model, load_tokenizer
+
+    return laplace_samples(
+        load_base_model(str(base), tinyworld.BASE),
+        load_tokenizer(str(base), tinyworld.BASE),
+        adapter,
+        tinyworld.train_set(),
+        {"in_domain": tinyworld.eval_set()},
+        epoch=1,
+        samples=samples,
+        seed=0,
+        prior_precision=prior,
+        infer=tinyworld.INFER,
+    )
+
+
+def test_laplace_with_infinite_prior_precision_collapses_onto_the_map_member(trained) -> None:
+    from lorauq.methods.dropout import dropout_samples
+    from lorauq.model import load_base_model, load_tokenizer
+
+    base, adapter = trained
+    table, fitted = _laplace(base, adapter, prior=1e12)
+    assert fitted["prior_precision"] == pytest.approx(1e12, rel=1e-6)
+    single = dropout_samples(  # p = 0: the deterministic member (tested above)
+        load_base_model(str(base), tinyworld.BASE),
+        load_tokenizer(str(base), tinyworld.BASE),
+        adapter,
+        {"in_domain": tinyworld.eval_set()},
+        epoch=1,
+        dropout=0.0,
+        passes=1,
+        seed=0,
+        infer=tinyworld.INFER,
+    )
+    single, table = normalize_logits_frame(single), normalize_logits_frame(table)
+    for s in range(3):  # posterior sd 1e-6: the draws sit on the MAP weights
+        np.testing.assert_allclose(_values(table, s, 1), _values(single, 0, 1), atol=1e-4)
+
+
+def test_laplace_fits_the_prior_by_marginal_likelihood_and_draws_reproducibly(trained) -> None:
+    base, adapter = trained
+    first, fitted = _laplace(base, adapter, prior=None)
+    again, _ = _laplace(base, adapter, prior=None)
+    assert 0 < fitted["prior_precision"] < 1e6 and fitted["prior_precision"] != 1.0
+    assert fitted["n_params"] == 448  # r 4 on q_proj (32→32) and v_proj (32→16), one layer
+    assert not np.allclose(_values(first, 0, 1), _values(first, 1, 1), atol=1e-3)
+    pd.testing.assert_frame_equal(first, again)
