@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lorauq.analysis import probability_cube
+from lorauq.analysis import METRICS, probability_cube
 from lorauq.uncertainty import (
     accuracy,
     auroc,
@@ -23,17 +23,13 @@ from lorauq.uncertainty import (
     predictive_entropy,
 )
 
+#: The columns of reports/methods.csv: the analysis's metrics of the mean prediction and the
+#: mean uncertainties (AURC aside), the two OOD AUROCs, then spread and cost.
 COLUMNS = [
     "method",
     "eval_set",
     "samples",
-    "accuracy",
-    "nll",
-    "ece",
-    "brier",
-    "predictive_entropy",
-    "expected_entropy",
-    "mutual_information",
+    *(metric for metric in METRICS if metric != "aurc"),
     "auroc_mi",
     "auroc_entropy",
     "spread",

@@ -20,7 +20,7 @@ import pandas as pd
 from lorauq.atomic import write_text_atomic
 from lorauq.checkpoints import completed_epochs, epoch_dir
 from lorauq.config import Params, load_params, unit_members
-from lorauq.errors import ConfigError, LorauqError, StoreError
+from lorauq.errors import ConfigError, StoreError, exit_code
 from lorauq.layout import Layout
 from lorauq.methods import posthoc
 from lorauq.model import load_base, set_threads
@@ -204,12 +204,7 @@ def run(params: Params, name: str, layout: Layout = Layout(), progress: bool = T
 def main(argv: list[str] | None = None) -> int:
     """``python -m lorauq.stages.methods <name>``: the stage ``method@<name>``."""
     args = sys.argv[1:] if argv is None else argv
-    try:
-        print(run(load_params(), args[0], Layout(), progress=False))
-    except LorauqError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: run(load_params(), args[0], Layout(), progress=False))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import pandas as pd
 
 from lorauq.atomic import atomic_path
 from lorauq.config import Params, load_params
-from lorauq.errors import LorauqError
+from lorauq.errors import exit_code
 from lorauq.layout import Layout
 from lorauq.methods.report import comparison
 from lorauq.store import read_logits
@@ -79,12 +79,7 @@ def run(params: Params, layout: Layout = Layout()) -> pd.DataFrame:
 
 
 def main() -> int:
-    try:
-        print(run(load_params()).to_string())
-    except LorauqError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: run(load_params()).to_string())
 
 
 if __name__ == "__main__":
