@@ -36,7 +36,7 @@ COLUMNS = [
     "finetune_passes",
     "eval_passes",
 ]
-ONE_SAMPLE = "one sample: MI is 0 by construction, it cannot rank"
+ONE_SAMPLE = "one sample: MI is 0 by construction and cannot rank"
 IN_DOMAIN = "in-domain set: the reference the other sets are told from"
 ONE_RUN = "one run (no seeds to spread over)"
 
