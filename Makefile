@@ -21,8 +21,9 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 # CPU machines: the pinned CPU torch first (requirements-cpu.txt), then lorauq itself.
-$(VENV)/.installed: $(BIN)/python requirements.txt requirements-cpu.txt pyproject.toml
+$(VENV)/.installed: $(BIN)/python requirements.txt requirements-cpu.txt requirements-laplace.txt pyproject.toml
 	$(BIN)/pip install -q -r requirements-cpu.txt
+	$(BIN)/pip install -q --no-deps -r requirements-laplace.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 

@@ -82,6 +82,10 @@ class DataParams:
     #: choices; K, the letters a… up to K on every set (the authors stored a–e on 4-choice
     #: MMLU too, so their read-outs have 5 letter classes everywhere).
     stored_letters: int | None = None
+    #: The share of the training source's rows that ``prepare`` holds out of fine-tuning
+    #: (``data/prepared/calibration.parquet``, a seeded draw): what post-hoc methods such as
+    #: temperature scaling fit on, so they never see an eval set. 0: none held out.
+    calibration_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,49 @@ class AnalysisParams:
     compare_with: str | None = None
 
 
+#: The uncertainty methods besides the LoRA ensemble itself (which is always compared).
+METHODS = ("single", "mc_dropout", "checkpoints", "temperature", "laplace")
+
+
+@dataclass(frozen=True)
+class McDropoutParams:
+    """One member trained with LoRA dropout ``dropout``, read out with ``passes`` stochastic
+    passes whose masks come from ``seed`` (so a rerun writes the same samples)."""
+
+    dropout: float = 0.1
+    passes: int = 10
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CheckpointsParams:
+    """The snapshot ensemble: the ``last`` epoch checkpoints of member 0."""
+
+    last: int = 3
+
+
+@dataclass(frozen=True)
+class LaplaceParams:
+    """A Laplace posterior over member 0's LoRA weights: ``hessian`` structure, ``samples``
+    weight draws from ``seed``; ``prior_precision`` null fits it by marginal likelihood."""
+
+    hessian: Literal["diag", "kron"] = "diag"
+    samples: int = 10
+    seed: int = 0
+    prior_precision: float | None = None
+
+
+@dataclass(frozen=True)
+class MethodsParams:
+    """The rival methods ``run`` (names of :data:`METHODS`) and their settings; all of them
+    start from member 0 of the main ensemble."""
+
+    run: list[str] = field(default_factory=list)
+    mc_dropout: McDropoutParams = field(default_factory=McDropoutParams)
+    checkpoints: CheckpointsParams = field(default_factory=CheckpointsParams)
+    laplace: LaplaceParams = field(default_factory=LaplaceParams)
+
+
 @dataclass(frozen=True)
 class Ensemble:
     """One ensemble of the experiment: the profile's ``lora`` and ``train`` with its overrides.
@@ -221,6 +268,7 @@ class Params:
     train: TrainParams
     infer: InferParams
     analysis: AnalysisParams
+    methods: MethodsParams = field(default_factory=MethodsParams)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -273,6 +321,7 @@ _SECTIONS = {
     "train": TrainParams,
     "infer": InferParams,
     "analysis": AnalysisParams,
+    "methods": MethodsParams,
 }
 
 
@@ -452,6 +501,55 @@ def _check_values(params: Params, where: str) -> None:
                 f"{where}.{key}.limit must be positive (or omitted for all rows), got {spec.limit}"
             )
     _check_template(params.data.template, f"{where}.data.template")
+    _check_methods(params, where)
+
+
+def _check_methods(params: Params, where: str) -> None:
+    """Method names and the ranges of their settings, at load time rather than mid-run."""
+    m = params.methods
+    for name in m.run:
+        if name not in METHODS:
+            raise ConfigError(
+                f"{where}.methods.run: {name!r} is not a method{did_you_mean(name, METHODS)}; "
+                f"methods: {list(METHODS)} (the LoRA ensemble is always compared)"
+            )
+    if len(set(m.run)) != len(m.run):
+        raise ConfigError(f"{where}.methods.run: a method is listed twice ({m.run})")
+    fraction = params.data.calibration_fraction
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(
+            f"{where}.data.calibration_fraction must be in [0, 1) (1 would leave no training "
+            f"rows), got {fraction}"
+        )
+    if "temperature" in m.run and fraction == 0.0:
+        raise ConfigError(
+            f"{where}.data.calibration_fraction is 0 but methods.run has 'temperature', which "
+            "fits on the held-out training rows; set it, e.g. 0.1"
+        )
+    if not 0.0 <= m.mc_dropout.dropout < 1.0:
+        raise ConfigError(
+            f"{where}.methods.mc_dropout.dropout must be in [0, 1), got {m.mc_dropout.dropout}"
+        )
+    counts = {
+        "methods.mc_dropout.passes": m.mc_dropout.passes,
+        "methods.checkpoints.last": m.checkpoints.last,
+        "methods.laplace.samples": m.laplace.samples,
+    }
+    for key, value in counts.items():
+        if value < 1:
+            raise ConfigError(f"{where}.{key} must be at least 1, got {value}")
+    epochs = params.ensemble(params.main_ensemble).train.epochs
+    if "checkpoints" in m.run and m.checkpoints.last > epochs:
+        raise ConfigError(
+            f"{where}.methods.checkpoints.last is {m.checkpoints.last}, more than the "
+            f"{epochs} epochs of the main ensemble {params.main_ensemble!r}"
+        )
+    prior = m.laplace.prior_precision
+    if prior is not None and prior <= 0:
+        raise ConfigError(
+            f"{where}.methods.laplace.prior_precision must be positive (or null: marginal "
+            f"likelihood), got {prior}"
+        )
 
 
 def _check_template(template: str, where: str) -> None:
@@ -467,7 +565,7 @@ PROFILE_KEYS = ("members", "ensembles")
 #: Top-level keys of params.yaml besides the profile sections (which are mappings).
 #: ``ensembles`` and ``members`` repeat the active profile's for ``dvc.yaml``, which cannot
 #: look them up through ``profile``; ``dvc exp run`` rewrites them (see ``compose.yaml``).
-TOP_LEVEL_KEYS = ("profile", "ensembles", "members")
+TOP_LEVEL_KEYS = ("profile", "ensembles", "members", "methods")
 _ENSEMBLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -484,15 +582,16 @@ def _check_top_level(raw: Mapping[str, Any], profiles: list[str], source: str) -
         )
 
 
-def _stage_lists(section: Mapping[str, Any]) -> tuple[list[str], list[Any]]:
-    """(ensemble names, member stages) a profile section declares, as dvc.yaml wants them."""
-    return list(section.get("ensembles") or {}), list(section.get("members") or [])
-
-
 def stage_lists(raw: Mapping[str, Any]) -> dict[str, list]:
-    """The top-level ``ensembles`` and ``members`` that the active profile of ``raw`` implies."""
-    names, units = _stage_lists(raw.get(str(raw.get("profile")), {}))
-    return {"ensembles": names, "members": units}
+    """The top-level ``ensembles``, ``members`` and ``methods`` (the methods run) that the
+    active profile of ``raw`` implies, as dvc.yaml wants them."""
+    section = raw.get(str(raw.get("profile")), {})
+    methods = section.get("methods") or {}
+    return {
+        "ensembles": list(section.get("ensembles") or {}),
+        "members": list(section.get("members") or []),
+        "methods": list(methods.get("run") or []) if isinstance(methods, Mapping) else [],
+    }
 
 
 def _check_stage_lists(raw: Mapping[str, Any], source: str) -> None:

@@ -5,7 +5,8 @@ traceback from deep inside a library."""
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 
 
 class LorauqError(Exception):
@@ -37,3 +38,14 @@ def did_you_mean(name: object, valid: Iterable[str], cutoff: float = 0.6) -> str
     """
     matches = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=cutoff)
     return f" (did you mean {matches[0]!r}?)" if matches else ""
+
+
+def exit_code(step: Callable[[], object]) -> int:
+    """Run a command-line stage: 0, or 2 with the error's message (not a traceback) on stderr
+    when it raises a :class:`LorauqError`; whatever ``step`` returns is printed."""
+    try:
+        print(step())
+    except LorauqError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -42,6 +42,11 @@ class Layout:
     def train_table(self) -> Path:
         return self.prepared / "train.parquet"
 
+    @property
+    def calibration_table(self) -> Path:
+        """The training rows held out of fine-tuning (``data.calibration_fraction``)."""
+        return self.prepared / "calibration.parquet"
+
     def eval_table(self, name: str) -> Path:
         return self.prepared / "eval" / f"{name}.parquet"
 

@@ -444,6 +444,49 @@ def _(ctx: Ctx):
 
 
 @case(
+    "param-mc-dropout-passes",
+    ConfigError,
+    "tiny.methods.mc_dropout.passes must be at least 1, got 0",
+)
+def _(ctx: Ctx):
+    params(**{"methods.mc_dropout.passes": 0})
+
+
+@case(
+    "param-mc-dropout-p",
+    ConfigError,
+    "tiny.methods.mc_dropout.dropout must be in [0, 1), got 1.0",
+)
+def _(ctx: Ctx):
+    params(**{"methods.mc_dropout.dropout": 1.0})
+
+
+@case(
+    "param-checkpoints-past-epochs",
+    ConfigError,
+    "tiny.methods.checkpoints.last is 9, more than the 8 epochs",
+)
+def _(ctx: Ctx):
+    params(**{"methods.checkpoints.last": 9, "train.epochs": 8})
+
+
+@case("param-calibration-fraction", ConfigError, "tiny.data.calibration_fraction must be in [0, 1)")
+def _(ctx: Ctx):
+    params(**{"data.calibration_fraction": 1.0})
+
+
+@case(
+    "calibration-leaves-no-training-rows",
+    ConfigError,
+    "data.calibration_fraction=0.9 holds out 2 of the 2 training rows and leaves none",
+)
+def _(ctx: Ctx):
+    from lorauq.stages.prepare import split_calibration
+
+    split_calibration(load_jsonl(ctx, GOOD, GOOD), 0.9)
+
+
+@case(
     "joint-dropout-with-gradient-checkpointing",
     ConfigError,
     "train.gradient_checkpointing with lora.dropout > 0",

@@ -188,6 +188,7 @@ def test_as_dict_round_trips_sections():
         "train",
         "infer",
         "analysis",
+        "methods",
     }
 
 

@@ -26,6 +26,7 @@ SMALL = {
     "tiny.analysis.reference": "halves",
     "tiny.base.pretrain_steps": 100,
     "tiny.train.epochs": 2,
+    "tiny.methods.checkpoints.last": 1,
     "tiny.train.threads": 1,
     "tiny.infer.threads": 1,
 }

@@ -22,6 +22,7 @@ ONE_SET_ONE_MEMBER_ONE_EPOCH = {
     "tiny.data.eval.noisy": None,
     "tiny.base.pretrain_steps": 50,
     "tiny.train.epochs": 1,
+    "tiny.methods.checkpoints.last": 1,
     "tiny.train.threads": 1,
     "tiny.infer.threads": 1,
 }

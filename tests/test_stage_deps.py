@@ -96,8 +96,8 @@ def stage_entry_imports(body: dict) -> set[str]:
         if not cmd.split(notebook, 1)[0].rstrip().endswith("papermill"):
             continue  # the executed copy papermill writes, not a notebook that runs
         imports |= notebook_imports(ROOT / notebook)
-    if re.search(r"python -m lorauq\b", cmd):
-        imports.add(f"{PACKAGE}.__main__")
+    for module in re.findall(r"python -m (lorauq(?:\.\w+)*)", cmd):
+        imports.add(f"{PACKAGE}.__main__" if module == PACKAGE else module)
     return imports
 
 

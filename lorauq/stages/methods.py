@@ -1,0 +1,211 @@
+"""Stage ``method@<name>``: one rival method's samples of member 0, in ``data/methods/<name>/``.
+
+``samples.parquet`` holds the method's samples in the logits store's schema (sample s as
+member s, at the main ensemble's final epoch); ``info.json`` what the method fitted and what
+it cost, in fine-tuning passes and evaluation passes relative to one member. Every method
+starts from member 0 of the main ensemble: ``single`` and ``checkpoints`` from its stored
+logits, ``temperature`` and ``laplace`` from its final adapter, ``mc_dropout`` from its seed
+(it trains its own member, with LoRA dropout).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from lorauq.atomic import write_text_atomic
+from lorauq.checkpoints import completed_epochs, epoch_dir
+from lorauq.config import Params, load_params, unit_members
+from lorauq.errors import ConfigError, StoreError, exit_code
+from lorauq.layout import Layout
+from lorauq.methods import posthoc
+from lorauq.model import load_base, set_threads
+from lorauq.store import read_logits, write_logits
+
+
+def method_dir(layout: Layout, name: str) -> Path:
+    return layout.root / "data" / "methods" / name
+
+
+def member0_unit(params: Params) -> str:
+    """The member stage of the main ensemble that holds member 0, the methods' start."""
+    for unit in params.units:
+        if 0 in unit_members(unit):
+            return unit
+    raise ConfigError(
+        f"{params.profile}.members {params.units}: the methods start from member 0, which is "
+        "not among them"
+    )
+
+
+def _final_adapter(params: Params, layout: Layout) -> tuple[Path, int]:
+    folder = layout.member_dir(params.main_ensemble, member0_unit(params), 0)
+    epochs = completed_epochs(folder)
+    if not epochs:
+        raise StoreError(f"{folder}: no complete epochs; fine-tune the main ensemble first")
+    return epoch_dir(folder, epochs[-1]), epochs[-1]
+
+
+def _member0_logits(params: Params, layout: Layout) -> pd.DataFrame:
+    table = read_logits(layout.unit_logits(params.main_ensemble, member0_unit(params)))
+    return table[table["member"] == 0]
+
+
+def _dropout_pass(
+    params: Params,
+    layout: Layout,
+    adapter: Path,
+    frames,
+    *,
+    epoch,
+    dropout=0.0,
+    passes=1,
+    seed=0,
+    progress=False,
+) -> pd.DataFrame:
+    """Evaluate ``adapter`` on ``frames`` on a freshly loaded base (peft wraps it in place)."""
+    from lorauq.methods.dropout import dropout_samples
+
+    model, tokenizer = load_base(params.base, layout.base)
+    return dropout_samples(
+        model,
+        tokenizer,
+        adapter,
+        frames,
+        epoch=epoch,
+        dropout=dropout,
+        passes=passes,
+        seed=seed,
+        template=params.data.template,
+        infer=params.infer,
+        stored_letters=params.data.stored_letters,
+        progress=progress,
+    )
+
+
+def _mc_dropout(params: Params, layout: Layout, progress: bool) -> tuple[pd.DataFrame, dict]:
+    from lorauq.questions import read_prepared
+    from lorauq.stages.infer import eval_sets
+    from lorauq.train import train_member
+
+    spec = params.ensemble(params.main_ensemble)
+    m = params.methods.mc_dropout
+    folder = method_dir(layout, "mc_dropout") / "member-0"
+    model, tokenizer = load_base(params.base, layout.base)
+    train_member(
+        model,
+        tokenizer,
+        read_prepared(layout.train_table),
+        member=0,
+        member_dir=folder,
+        lora=dataclasses.replace(spec.lora, dropout=m.dropout),
+        train=spec.train,
+        template=params.data.template,
+        progress=progress,
+    )
+    final = completed_epochs(folder)[-1]
+    table = _dropout_pass(
+        params,
+        layout,
+        epoch_dir(folder, final),
+        eval_sets(params, layout),
+        epoch=final,
+        dropout=m.dropout,
+        passes=m.passes,
+        seed=m.seed,
+    )
+    return table, {"finetune_passes": 1, "eval_passes": m.passes, "dropout": m.dropout}
+
+
+def _temperature(params: Params, layout: Layout) -> tuple[pd.DataFrame, dict]:
+    from lorauq.questions import read_prepared
+
+    adapter, final = _final_adapter(params, layout)
+    held = _dropout_pass(
+        params,
+        layout,
+        adapter,
+        {"calibration": read_prepared(layout.calibration_table)},
+        epoch=final,
+    )
+    temperature = posthoc.fit_temperature(held)
+    table = posthoc.scale(posthoc.single(_member0_logits(params, layout)), temperature)
+    return table, {
+        "finetune_passes": 1,
+        "eval_passes": 1,
+        "temperature": temperature,
+        "calibration_rows": len(held),
+    }
+
+
+def _laplace(params: Params, layout: Layout) -> tuple[pd.DataFrame, dict]:
+    from lorauq.methods.laplace_lora import laplace_samples
+    from lorauq.questions import read_prepared
+    from lorauq.stages.infer import eval_sets
+
+    m = params.methods.laplace
+    adapter, final = _final_adapter(params, layout)
+    model, tokenizer = load_base(params.base, layout.base)
+    table, fitted = laplace_samples(
+        model,
+        tokenizer,
+        adapter,
+        read_prepared(layout.train_table),
+        eval_sets(params, layout),
+        epoch=final,
+        hessian=m.hessian,
+        samples=m.samples,
+        seed=m.seed,
+        prior_precision=m.prior_precision,
+        template=params.data.template,
+        infer=params.infer,
+        stored_letters=params.data.stored_letters,
+    )
+    # one pass over the training set for the curvature, one epoch's worth of a member
+    cost = {
+        "finetune_passes": 1 + 1 / params.ensemble(params.main_ensemble).train.epochs,
+        "eval_passes": m.samples,
+    }
+    return table, {**cost, **fitted}
+
+
+def run(params: Params, name: str, layout: Layout = Layout(), progress: bool = True) -> Path:
+    """Write ``data/methods/<name>/samples.parquet`` and ``info.json``."""
+    if name not in params.methods.run:
+        raise ConfigError(
+            f"{params.profile}.methods.run {params.methods.run} does not run {name!r}"
+        )
+    set_threads(params.infer.threads)
+    if name == "single":
+        table, info = (
+            posthoc.single(_member0_logits(params, layout)),
+            {"finetune_passes": 1, "eval_passes": 1},
+        )
+    elif name == "checkpoints":
+        k = params.methods.checkpoints.last
+        table = posthoc.snapshot(_member0_logits(params, layout), k)
+        info = {"finetune_passes": 1, "eval_passes": k}
+    elif name == "temperature":
+        table, info = _temperature(params, layout)
+    elif name == "mc_dropout":
+        table, info = _mc_dropout(params, layout, progress)
+    else:
+        table, info = _laplace(params, layout)
+    folder = method_dir(layout, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(folder / "info.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
+    return write_logits(table, folder / "samples.parquet")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lorauq.stages.methods <name>``: the stage ``method@<name>``."""
+    args = sys.argv[1:] if argv is None else argv
+    return exit_code(lambda: run(load_params(), args[0], Layout(), progress=False))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
