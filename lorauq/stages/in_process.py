@@ -43,9 +43,12 @@ def world_effects(main: dict) -> dict[str, float]:
 
 def world_seed_overrides(seed: int) -> dict[str, object]:
     """The default tiny experiment on world seed ``seed`` (and a base pre-trained from it),
-    its main ensemble alone: the experiment the world's margins are measured on."""
+    its main ensemble alone, trained on every training question (no calibration split, so no
+    methods): the experiment the world's margins are measured on."""
     return {
         "tiny.data.world.seed": seed,
+        "tiny.data.calibration_fraction": 0.0,
+        "tiny.methods.run": [],
         "tiny.base.seed": seed,
         "tiny.ensembles": {"lora_l2": {}},
         "tiny.analysis.reference": "halves",
