@@ -3,9 +3,10 @@
 One loader serves every profile: a hub id or local folder (Mistral-7B in the paper), a GGUF
 file (in a folder, or shipped inside an installed Python package: ``package:<name>``), or the
 tiny Mistral-architecture base the pipeline builds itself. A GGUF base is dequantised once, by
-the ``base`` stage, into ``data/base``; every later stage loads that export, not the GGUF. Remote code is never
-trusted unless ``base.trust_remote_code`` says so, and adapters are saved as safetensors in
-peft's own format so ``PeftModel.from_pretrained`` reads them without lorauq.
+the ``base`` stage, into ``data/base``; every later stage loads that export, not the GGUF.
+Remote code is never trusted unless ``base.trust_remote_code`` says so, and adapters are
+saved as safetensors in peft's own format so ``PeftModel.from_pretrained`` reads them without
+lorauq.
 """
 
 from __future__ import annotations
@@ -160,7 +161,8 @@ def source_manifest(params: BaseParams) -> dict[str, Any]:
         dist, file = _package_gguf(params)
         manifest["package"] = dist.metadata["Name"]
         manifest["package_version"] = dist.version
-        manifest["gguf_sha256"] = file.hash.value if file.hash else None
+        # As the RECORD gives it: "sha256=<urlsafe base64 digest>".
+        manifest["gguf_hash"] = f"{file.hash.mode}={file.hash.value}" if file.hash else None
     return manifest
 
 

