@@ -139,6 +139,7 @@ QUICK = {
     "tiny.base.num_hidden_layers": 1,
     "tiny.base.pretrain_steps": 20,
     "tiny.train.epochs": 1,
+    "tiny.methods.checkpoints.last": 1,  # a snapshot of the one epoch there is
     "tiny.train.threads": 1,
     "tiny.infer.threads": 1,
 }
