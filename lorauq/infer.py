@@ -251,7 +251,7 @@ def letter_logits(
     )
 
 
-def _evaluate_all(
+def evaluate_sets(
     model,
     encoded_sets: Mapping[str, EncodedEvalSet],
     *,
@@ -261,6 +261,8 @@ def _evaluate_all(
     infer: InferParams | None,
     progress: bool,
 ) -> list[pd.DataFrame]:
+    """One model's letter tables on every encoded eval set, keyed as ``member`` at ``epoch``:
+    the prior, a member's epoch, or one posterior sample of a method."""
     tables = []
     for name, encoded in encoded_sets.items():
         desc = f"{'prior' if member == PRIOR_MEMBER else f'member {member}'} epoch {epoch} {name}"
@@ -299,7 +301,7 @@ def evaluate_prior(
         stored_letters=stored_letters,
         prefix="prior epoch 0",
     )
-    tables = _evaluate_all(
+    tables = evaluate_sets(
         base_model,
         encoded,
         pad_id=tokenizer.pad_token_id,
@@ -421,7 +423,7 @@ def _evaluate_in_turn(
             model.delete_adapter(previous)  # keep one adapter in memory: 7B adapters add up
         previous = name
         model.eval()
-        tables = _evaluate_all(
+        tables = evaluate_sets(
             model,
             encoded,
             pad_id=pad_id,

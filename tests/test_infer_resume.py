@@ -35,7 +35,7 @@ _CHILD = textwrap.dedent(
     from lorauq.model import load_base_model, load_tokenizer
 
     base_dir, member_dir, out_path, marker = (Path(a) for a in sys.argv[1:5])
-    real = lorauq.infer._evaluate_all
+    real = lorauq.infer.evaluate_sets
 
     def evaluate_all(*args, epoch, **kwargs):
         if epoch == 2:  # epoch 1 is finished and stored; stop before epoch 2 is
@@ -43,7 +43,7 @@ _CHILD = textwrap.dedent(
             time.sleep(600)  # the parent SIGKILLs us here
         return real(*args, epoch=epoch, **kwargs)
 
-    lorauq.infer._evaluate_all = evaluate_all
+    lorauq.infer.evaluate_sets = evaluate_all
     lorauq.infer.evaluate_member(
         load_base_model(str(base_dir), tw.BASE),
         load_tokenizer(str(base_dir), tw.BASE),
@@ -70,13 +70,13 @@ def trained(tmp_path_factory):
 def evaluate(base_dir: Path, member_dir: Path, out: Path, monkeypatch, infer=tw.INFER):
     """An in-process run that records which epochs it actually evaluated."""
     seen: list[int] = []
-    real = lorauq.infer._evaluate_all
+    real = lorauq.infer.evaluate_sets
 
     def spy(*args, epoch, **kwargs):
         seen.append(epoch)
         return real(*args, epoch=epoch, **kwargs)
 
-    monkeypatch.setattr(lorauq.infer, "_evaluate_all", spy)
+    monkeypatch.setattr(lorauq.infer, "evaluate_sets", spy)
     evaluate_member(
         load_base_model(str(base_dir), tw.BASE),
         load_tokenizer(str(base_dir), tw.BASE),

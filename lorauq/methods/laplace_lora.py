@@ -20,7 +20,7 @@ import torch
 from lorauq.batching import collate_left, last_position_logits
 from lorauq.config import InferParams
 from lorauq.errors import DataError, StoreError
-from lorauq.infer import encode_eval_set, encode_eval_sets, letter_table, tag_table
+from lorauq.infer import encode_eval_set, encode_eval_sets, evaluate_sets
 
 
 class LetterHead(torch.nn.Module):
@@ -116,11 +116,15 @@ def laplace_samples(
     try:
         for s in range(samples):
             vector_to_parameters(draws[s].to(mean.dtype), params)
-            for name, enc in encoded.items():
-                table = letter_table(
-                    model, enc, pad_id=tokenizer.pad_token_id, infer=infer, progress=False
-                )
-                tables.append(tag_table(table, s, epoch, name))
+            tables += evaluate_sets(
+                model,
+                encoded,
+                pad_id=tokenizer.pad_token_id,
+                member=s,
+                epoch=epoch,
+                infer=infer,
+                progress=False,
+            )
     finally:
         vector_to_parameters(mean, params)
     fitted = {
