@@ -219,12 +219,15 @@ class CheckpointsParams:
 @dataclass(frozen=True)
 class LaplaceParams:
     """A Laplace posterior over member 0's LoRA weights: ``hessian`` structure, ``samples``
-    weight draws from ``seed``; ``prior_precision`` null fits it by marginal likelihood."""
+    weight draws from ``seed``; ``prior_precision`` a number, ``"validation"`` (chosen by the
+    NLL of held-out training rows) or ``"marglik"`` (marginal likelihood); ``linearised``
+    also stores the probit read-out of the linearised predictive."""
 
     hessian: Literal["diag", "kron"] = "diag"
     samples: int = 10
     seed: int = 0
-    prior_precision: float | None = None
+    prior_precision: Literal["validation", "marglik"] | float = "validation"
+    linearised: bool = True
 
 
 @dataclass(frozen=True)
@@ -545,10 +548,16 @@ def _check_methods(params: Params, where: str) -> None:
             f"{epochs} epochs of the main ensemble {params.main_ensemble!r}"
         )
     prior = m.laplace.prior_precision
-    if prior is not None and prior <= 0:
+    if not isinstance(prior, str) and prior <= 0:
         raise ConfigError(
-            f"{where}.methods.laplace.prior_precision must be positive (or null: marginal "
-            f"likelihood), got {prior}"
+            f"{where}.methods.laplace.prior_precision must be positive (or 'validation', "
+            f"'marglik'), got {prior}"
+        )
+    if "laplace" in m.run and prior == "validation" and fraction == 0.0:
+        raise ConfigError(
+            f"{where}.data.calibration_fraction is 0 but methods.laplace.prior_precision is "
+            "'validation', which chooses it on the held-out training rows; set the fraction, "
+            "e.g. 0.1, or a number or 'marglik'"
         )
 
 

@@ -491,6 +491,33 @@ def _(ctx: Ctx):
 
 
 @case(
+    "param-laplace-prior",
+    ConfigError,
+    "tiny.methods.laplace.prior_precision: 'valid' is not one of ['validation', 'marglik']",
+)
+def _(ctx: Ctx):
+    params(**{"methods.laplace.prior_precision": "valid"})
+
+
+@case(
+    "param-laplace-prior-negative",
+    ConfigError,
+    "tiny.methods.laplace.prior_precision must be positive (or 'validation', 'marglik'), got -1.0",
+)
+def _(ctx: Ctx):
+    params(**{"methods.laplace.prior_precision": -1.0})
+
+
+@case(
+    "laplace-validation-without-held-out-rows",
+    ConfigError,
+    "tiny.data.calibration_fraction is 0 but methods.laplace.prior_precision is 'validation'",
+)
+def _(ctx: Ctx):
+    params(**{"data.calibration_fraction": 0.0, "methods.run": ["laplace"]})
+
+
+@case(
     "param-checkpoints-past-epochs",
     ConfigError,
     "tiny.methods.checkpoints.last is 9, more than the 8 epochs",

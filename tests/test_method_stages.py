@@ -1,22 +1,26 @@
 """Every method's stage and the methods report, in-process on the smallest experiment that
-still has an out-of-domain set: one member, two epochs, eval sets in_domain and unseen."""
+still has an out-of-domain set and seeds to spread over: two members, two epochs, eval sets
+in_domain and unseen."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 from tinyworld import ROOT, WORLD
 
 from lorauq.config import resolve_params
 from lorauq.layout import Layout
-from lorauq.methods.report import IN_DOMAIN, ONE_SAMPLE
+from lorauq.methods.report import BEST, FINAL, IN_DOMAIN, ONE_SAMPLE
+from lorauq.schema import LOGIT_COLUMNS
 from lorauq.store import read_logits
 
 SMALL = {
-    "members": [0],
+    "members": ["0-1"],
     "ensembles": {"lora_l2": {}},
     "analysis.reference": "halves",
     "data.world": WORLD,
@@ -33,9 +37,14 @@ SMALL = {
     "methods.checkpoints.last": 2,
     "methods.mc_dropout.passes": 2,
     "methods.laplace.samples": 2,
-    # laplace is off in the default run (docs/methods.md); its stage is still checked here
     "methods.run": ["single", "mc_dropout", "checkpoints", "temperature", "laplace"],
 }
+
+
+def _accuracy(rows: pd.DataFrame) -> float:
+    """Argmax accuracy over each question's own letters, straight from the stored logits."""
+    letters = rows[LOGIT_COLUMNS].to_numpy()
+    return float(np.mean(np.nanargmax(letters, axis=1) == rows["answer"].to_numpy()))
 
 
 def _params():
@@ -53,10 +62,11 @@ def test_every_method_writes_samples_and_the_report_compares_them(tmp_path: Path
     prepare.run(params, layout)
     assert len(pd.read_parquet(layout.calibration_table)) > 0
     base.run(params, layout, progress=False)
-    finetune.run(params, "lora_l2", "0", layout, progress=False)
+    finetune.run(params, "lora_l2", "0-1", layout, progress=False)
     infer.run(params, None, layout=layout, progress=False)
-    infer.run(params, "lora_l2", "0", layout, progress=False)
-    member0 = read_logits(layout.unit_logits("lora_l2", "0"))
+    infer.run(params, "lora_l2", "0-1", layout, progress=False)
+    logits = read_logits(layout.unit_logits("lora_l2", "0-1"))
+    member0 = logits[logits["member"] == 0]
     for name in params.methods.run:
         methods.run(params, name, layout, progress=False)
     samples = {
@@ -69,14 +79,43 @@ def test_every_method_writes_samples_and_the_report_compares_them(tmp_path: Path
     final = member0[member0["epoch"] == 2].sort_values(["eval_set", "id"])
     single = samples["single"].sort_values(["eval_set", "id"])
     np.testing.assert_array_equal(single["logit_a"].to_numpy(), final["logit_a"].to_numpy())
+    runs = tmp_path / "data" / "methods" / "single" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["member-1.parquet"]
+    assert set(read_logits(tmp_path / "data/methods/laplace/linearised.parquet")["member"]) == {0}
     table = methods_report.run(params, layout)
-    assert list(table["method"].unique()) == ["lora_ensemble", *params.methods.run]
-    assert len(table) == 6 * 2
+    assert list(table["method"].unique()) == [
+        "lora_ensemble",
+        "lora_ensemble@best",
+        "single@best",
+        *params.methods.run,
+        "laplace_linearised",
+    ]
+    assert len(table) == 9 * 2
     row = table.set_index(["method", "eval_set"])
     assert row.loc[("temperature", "unseen"), "auroc_mi"] == ONE_SAMPLE
     assert row.loc[("laplace", "in_domain"), "auroc_entropy"] == IN_DOMAIN
     assert 0.0 <= float(row.loc[("laplace", "unseen"), "auroc_mi"]) <= 1.0
+    assert "no MI" in row.loc[("laplace_linearised", "unseen"), "auroc_mi"]
     assert float(row.loc[("single", "in_domain"), "mutual_information"]) == 0.0
+    # single: two runs (members 0 and 1); the row is their mean and sample std
+    final = logits[logits["epoch"] == 2]
+    accs = [
+        _accuracy(final[(final["member"] == m) & (final["eval_set"] == "in_domain")])
+        for m in (0, 1)
+    ]
+    single_row = row.loc[("single", "in_domain")]
+    assert int(single_row["runs"]) == 2
+    assert float(single_row["accuracy"]) == pytest.approx(np.mean(accs))
+    assert float(single_row["accuracy_std"]) == pytest.approx(np.std(accs, ddof=1))
+    assert row.loc[("laplace", "unseen"), "nll_std"].startswith("one run")
+    assert row.loc[("lora_ensemble", "unseen"), "selected_by"] == FINAL
+    assert row.loc[("single@best", "unseen"), "selected_by"] == BEST
+    for name in params.methods.run:
+        info = json.loads((tmp_path / "data" / "methods" / name / "info.json").read_text())
+        assert info["peak_rss_mib"] > 50, name
+        assert float(row.loc[(name, "unseen"), "stage_peak_rss_mib"]) == pytest.approx(
+            info["peak_rss_mib"], rel=1e-5
+        )
     assert (tmp_path / "reports" / "methods.csv").is_file()
     assert (tmp_path / "reports" / "methods" / "png" / "methods.png").is_file()
     assert (tmp_path / "reports" / "methods" / "pdf" / "methods.pdf").is_file()

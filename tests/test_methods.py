@@ -95,6 +95,12 @@ def test_fitted_temperature_recovers_the_one_the_labels_were_drawn_at() -> None:
         ({"data.calibration_fraction": 1.0}, "data.calibration_fraction must be in"),
         ({"data.calibration_fraction": 0.0}, "calibration_fraction is 0 but methods.run"),
         ({"methods.laplace.samples": 0}, "methods.laplace.samples must be at least 1"),
+        ({"methods.laplace.prior_precision": 0.0}, "prior_precision must be positive"),
+        ({"methods.laplace.prior_precision": "grid"}, "'grid' is not one of"),
+        (
+            {"data.calibration_fraction": 0.0, "methods.run": ["laplace"]},
+            "prior_precision is 'validation', which chooses it on the held-out",
+        ),
         ({"methods.run": ["single", "dropout"]}, "'dropout' is not a method"),
     ],
 )
@@ -161,7 +167,7 @@ def test_mc_dropout_samples_differ_and_rerun_identically(trained) -> None:
     pd.testing.assert_frame_equal(first, again)
 
 
-def _laplace(base: Path, adapter: Path, prior: float | None, samples: int = 3):
+def _laplace(base: Path, adapter: Path, prior, samples: int = 3, **extra):
     from lorauq.methods.laplace_lora import laplace_samples
     from lorauq.model import load_base_model, load_tokenizer
 
@@ -176,17 +182,15 @@ def _laplace(base: Path, adapter: Path, prior: float | None, samples: int = 3):
         seed=0,
         prior_precision=prior,
         infer=tinyworld.INFER,
+        **extra,
     )
 
 
-def test_laplace_with_infinite_prior_precision_collapses_onto_the_map_member(trained) -> None:
+def _map_member(base: Path, adapter: Path) -> pd.DataFrame:
     from lorauq.methods.dropout import dropout_samples
     from lorauq.model import load_base_model, load_tokenizer
 
-    base, adapter = trained
-    table, fitted = _laplace(base, adapter, prior=1e12)
-    assert fitted["prior_precision"] == pytest.approx(1e12, rel=1e-6)
-    single = dropout_samples(  # p = 0: the deterministic member (tested above)
+    return dropout_samples(  # p = 0: the deterministic member (tested above)
         load_base_model(str(base), tinyworld.BASE),
         load_tokenizer(str(base), tinyworld.BASE),
         adapter,
@@ -197,16 +201,103 @@ def test_laplace_with_infinite_prior_precision_collapses_onto_the_map_member(tra
         seed=0,
         infer=tinyworld.INFER,
     )
+
+
+def test_laplace_with_infinite_prior_precision_collapses_onto_the_map_member(trained) -> None:
+    base, adapter = trained
+    single = _map_member(base, adapter)
+    table, fitted, probit = _laplace(base, adapter, prior=1e12, member_table=single)
+    assert fitted["prior_precision"] == pytest.approx(1e12, rel=1e-6)
+    assert fitted["prior_fitted_by"] == "given"
     single, table = normalize_logits_frame(single), normalize_logits_frame(table)
     for s in range(3):  # posterior sd 1e-6: the draws sit on the MAP weights
         np.testing.assert_allclose(_values(table, s, 1), _values(single, 0, 1), atol=1e-4)
+    # no function-space variance: the probit read-out is the member itself
+    np.testing.assert_allclose(
+        _values(normalize_logits_frame(probit), 0, 1), _values(single, 0, 1), rtol=1e-5
+    )
 
 
 def test_laplace_fits_the_prior_by_marginal_likelihood_and_draws_reproducibly(trained) -> None:
     base, adapter = trained
-    first, fitted = _laplace(base, adapter, prior=None)
-    again, _ = _laplace(base, adapter, prior=None)
+    first, fitted, probit = _laplace(base, adapter, prior="marglik")
+    again, _, _ = _laplace(base, adapter, prior="marglik")
+    assert probit is None  # no member table given: no linearised read-out
     assert 0 < fitted["prior_precision"] < 1e6 and fitted["prior_precision"] != 1.0
+    assert fitted["prior_fitted_by"] == "marglik"
     assert fitted["n_params"] == 448  # r 4 on q_proj (32→32) and v_proj (32→16), one layer
     assert not np.allclose(_values(first, 0, 1), _values(first, 1, 1), atol=1e-3)
     pd.testing.assert_frame_equal(first, again)
+
+
+def test_laplace_chooses_the_prior_on_held_out_rows_from_its_grid(trained) -> None:
+    from lorauq.methods.laplace_lora import PRIOR_GRID
+
+    base, adapter = trained
+    held = tinyworld.train_set().iloc[:8]
+    first, fitted, _ = _laplace(base, adapter, prior="validation", validation_frame=held)
+    again, _, _ = _laplace(base, adapter, prior="validation", validation_frame=held)
+    low, high, points = PRIOR_GRID
+    grid = np.logspace(low, high, int(points))
+    assert np.isclose(fitted["prior_precision"], grid, rtol=1e-5).any()
+    assert fitted["prior_at_grid_edge"] == bool(
+        np.isclose(fitted["prior_precision"], grid[[0, -1]], rtol=1e-5).any()
+    )
+    pd.testing.assert_frame_equal(first, again)
+    with pytest.raises(ConfigError, match="no held-out training rows"):
+        _laplace(base, adapter, prior="validation")
+
+
+def test_probit_read_out_shrinks_each_letter_and_keeps_the_other_mass() -> None:
+    from lorauq.methods.laplace_lora import probit_table
+
+    logits = np.array([2.0, 0.0, -1.0])
+    lse = 3.0  # the vocabulary holds more than the letters
+    row = {c: np.nan for c in LOGIT_COLUMNS}
+    row.update(dict(zip(LOGIT_COLUMNS, logits, strict=False)))
+    member = pd.DataFrame([{**row, "logsumexp_vocab": lse, "id": "q"}])
+    variance = np.array([[0.0, 8 / np.pi, 3 * 8 / np.pi]])  # kappa 1, 1/sqrt(2), 1/2
+    out = probit_table(member, variance)
+    scaled = out[LOGIT_COLUMNS[:3]].to_numpy(dtype=float)[0]
+    np.testing.assert_allclose(scaled, [2.0, 0.0, -0.5], rtol=1e-6)
+    assert out[LOGIT_COLUMNS[3:]].isna().all(axis=None)
+    other_before = np.exp(lse) - np.exp(logits).sum()
+    other_after = np.exp(float(out["logsumexp_vocab"][0])) - np.exp(scaled).sum()
+    assert other_after == pytest.approx(other_before, rel=1e-5)
+
+
+def test_linearised_variance_is_the_jacobian_through_the_posterior(trained) -> None:
+    """The per-letter variance equals Σ_p J_kp² σ²_p from autograd, for a diagonal posterior,
+    on an eval set whose letters the head is pointed at afresh."""
+    import torch
+    from laplace import Laplace
+    from peft import PeftModel
+
+    from lorauq.batching import collate_left
+    from lorauq.infer import encode_eval_set
+    from lorauq.methods.laplace_lora import LetterHead, _function_variance, _loader
+    from lorauq.model import load_base_model, load_tokenizer
+
+    base, adapter = trained
+    tokenizer = load_tokenizer(str(base), tinyworld.BASE)
+    model = PeftModel.from_pretrained(
+        load_base_model(str(base), tinyworld.BASE), str(adapter), is_trainable=True
+    ).eval()
+    train = encode_eval_set(tokenizer, tinyworld.train_set(), infer=tinyworld.INFER)
+    head = LetterHead(model, train.letters)
+    answers = tinyworld.train_set()["answer"].to_numpy(copy=True)
+    la = Laplace(head, "classification", subset_of_weights="all", hessian_structure="diag")
+    la.fit(_loader(train.sequences, answers, tokenizer.pad_token_id, 1), progress_bar=False)
+    la.prior_precision = 3.0
+    encoded = encode_eval_set(tokenizer, tinyworld.eval_set().iloc[:3], infer=tinyworld.INFER)
+    variance = _function_variance(la, head, encoded, tokenizer.pad_token_id)
+    assert variance.shape == (3, len(encoded.letters))
+    params = [p for p in head.parameters() if p.requires_grad]
+    for i, sequence in enumerate(encoded.sequences):
+        ids, mask, pos = collate_left([sequence], tokenizer.pad_token_id)
+        out = head(torch.stack([ids, mask, pos], dim=1))[0]
+        for k in range(len(encoded.letters)):
+            grads = torch.autograd.grad(out[k], params, retain_graph=True)
+            j = torch.cat([g.flatten() for g in grads])
+            expected = float((j**2 * la.posterior_variance).sum())
+            assert variance[i, k] == pytest.approx(expected, rel=1e-4)

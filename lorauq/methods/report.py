@@ -1,11 +1,15 @@
-"""``reports/methods.csv``: every method on every eval set at the final epoch, one table.
+"""``reports/methods.csv``: every method on every eval set, one table.
 
 Each method's samples are read like an ensemble's members (:func:`lorauq.analysis
 .probability_cube`), so accuracy, NLL, ECE, Brier and the OOD AUROCs by mutual information
-and by predictive entropy mean the same for all. A cell a method cannot fill says why.
+and by predictive entropy mean the same for all. A method run from several seeds (one run
+per member of the main ensemble) shows the mean over runs and, beside the headline
+metrics, their standard deviation. A cell a method cannot fill says why.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -23,43 +27,60 @@ from lorauq.uncertainty import (
     predictive_entropy,
 )
 
-#: The columns of reports/methods.csv: the analysis's metrics of the mean prediction and the
-#: mean uncertainties (AURC aside), the two OOD AUROCs, then spread and cost.
+#: Metrics with a standard deviation over runs beside them.
+SPREAD_METRICS = ("accuracy", "nll", "ece", "brier", "auroc_mi", "auroc_entropy")
+#: The columns of reports/methods.csv: which read-out, the analysis's metrics of the mean
+#: prediction and the mean uncertainties (AURC aside), the two OOD AUROCs, their spread over
+#: runs, then cost.
 COLUMNS = [
     "method",
     "eval_set",
+    "epoch",
+    "selected_by",
+    "runs",
     "samples",
     *(metric for metric in METRICS if metric != "aurc"),
     "auroc_mi",
     "auroc_entropy",
-    "spread",
+    *(f"{metric}_std" for metric in SPREAD_METRICS),
     "finetune_passes",
     "eval_passes",
+    "stage_peak_rss_mib",
 ]
 ONE_SAMPLE = "one sample: MI is 0 by construction and cannot rank"
 IN_DOMAIN = "in-domain set: the reference the other sets are told from"
-ONE_RUN = "one run (no seeds to spread over)"
+FINAL = "final epoch"
+BEST = "lowest in-domain NLL"
+
+
+@dataclass
+class MethodRuns:
+    """One method's read-out: its runs (samples of one epoch each, sample s as member s),
+    what it cost and, where it has a single run, why (the text of its ``*_std`` cells)."""
+
+    runs: list[pd.DataFrame]
+    info: dict = field(default_factory=dict)
+    one_run: str = "one run"
+    selected_by: str = FINAL
+    one_sample: str = ONE_SAMPLE
 
 
 def _scores(probs: np.ndarray) -> dict[str, np.ndarray]:
     return {"mi": mutual_information(probs), "entropy": predictive_entropy(probs)}
 
 
-def method_rows(
-    name: str, table: pd.DataFrame, info: dict, in_domain: str, n_bins: int, readout: str
-) -> list[dict]:
-    """One row per eval set of one method's samples (at their one epoch)."""
+def _run_metrics(table: pd.DataFrame, in_domain: str, n_bins: int, readout: str, one_sample):
+    """Per eval set of one run (one epoch): the metrics, AUROCs and the epoch."""
     cubes = {s: probability_cube(table, s, readout) for s in dict.fromkeys(table["eval_set"])}
     inside = cubes.get(in_domain)
-    rows = []
+    out = {}
     for eval_set, cube in cubes.items():
         probs = cube.probs[:, -1]
         labelled = cube.labelled
         p_bar = ensemble_mean(probs)[labelled]
         answers = cube.answers[labelled]
         row = {
-            "method": name,
-            "eval_set": eval_set,
+            "epoch": int(cube.epochs[-1]),
             "samples": cube.n_members,
             "accuracy": accuracy(p_bar, answers),
             "nll": nll(p_bar, answers),
@@ -68,9 +89,6 @@ def method_rows(
             "predictive_entropy": float(np.mean(predictive_entropy(probs))),
             "expected_entropy": float(np.mean(expected_entropy(probs))),
             "mutual_information": float(np.mean(mutual_information(probs))),
-            "spread": ONE_RUN,
-            "finetune_passes": info["finetune_passes"],
-            "eval_passes": info["eval_passes"],
         }
         for score in ("mi", "entropy"):
             if eval_set == in_domain:
@@ -78,26 +96,84 @@ def method_rows(
             elif inside is None:
                 row[f"auroc_{score}"] = f"no in-domain set {in_domain!r} to tell it from"
             elif score == "mi" and cube.n_members == 1:
-                row[f"auroc_{score}"] = ONE_SAMPLE
+                row[f"auroc_{score}"] = one_sample
             else:
                 a, b = _scores(inside.probs[:, -1])[score], _scores(probs)[score]
                 row[f"auroc_{score}"] = auroc(
                     np.r_[a, b], np.r_[np.zeros(len(a), bool), np.ones(len(b), bool)]
                 )
+        out[eval_set] = row
+    return out
+
+
+def _combine(values: list, reason: str) -> tuple[object, object]:
+    """Mean and std over runs of one cell; text cells (the same in every run) stay text."""
+    if any(isinstance(v, str) for v in values):
+        return values[0], values[0]
+    if len(values) == 1:
+        return values[0], reason
+    return float(np.mean(values)), float(np.std(values, ddof=1))
+
+
+def method_rows(
+    name: str, method: MethodRuns, in_domain: str, n_bins: int, readout: str
+) -> list[dict]:
+    """One row per eval set of one method: the mean over its runs, and their spread."""
+    per_run = [_run_metrics(t, in_domain, n_bins, readout, method.one_sample) for t in method.runs]
+    rows = []
+    for eval_set in per_run[0]:
+        cells = [run[eval_set] for run in per_run]
+        epochs = sorted({c["epoch"] for c in cells})
+        row = {
+            "method": name,
+            "eval_set": eval_set,
+            "epoch": epochs[0]
+            if len(epochs) == 1
+            else "per run: " + ", ".join(str(c["epoch"]) for c in cells),
+            "selected_by": method.selected_by,
+            "runs": len(cells),
+            "samples": cells[0]["samples"],
+            "finetune_passes": method.info.get("finetune_passes", "not recorded"),
+            "eval_passes": method.info.get("eval_passes", "not recorded"),
+            "stage_peak_rss_mib": method.info.get(
+                "peak_rss_mib", "not measured: its stages are the experiment's own"
+            ),
+        }
+        for metric in COLUMNS[COLUMNS.index("accuracy") : COLUMNS.index("accuracy_std")]:
+            mean, std = _combine([c[metric] for c in cells], method.one_run)
+            row[metric] = mean
+            if metric in SPREAD_METRICS:
+                row[f"{metric}_std"] = std
         rows.append(row)
     return rows
 
 
+def best_epoch(table: pd.DataFrame, in_domain: str, readout: str) -> int:
+    """The trained epoch (> 0) whose mean prediction has the lowest NLL on ``in_domain``."""
+    cube = probability_cube(table[table["epoch"] > 0], in_domain, readout)
+    labelled = cube.labelled
+    losses = [
+        nll(ensemble_mean(cube.probs[:, e])[labelled], cube.answers[labelled])
+        for e in range(len(cube.epochs))
+    ]
+    return int(cube.epochs[int(np.argmin(losses))])
+
+
+def at_best_epoch(table: pd.DataFrame, in_domain: str, readout: str) -> pd.DataFrame:
+    """The rows of ``table``'s best in-domain epoch (:func:`best_epoch`)."""
+    return table[table["epoch"] == best_epoch(table, in_domain, readout)]
+
+
 def comparison(
-    methods: dict[str, tuple[pd.DataFrame, dict]],
+    methods: dict[str, MethodRuns],
     in_domain: str,
     n_bins: int,
     readout: str = "renormalized",
 ) -> pd.DataFrame:
-    """The methods table from ``{name: (samples at one epoch, cost info)}``."""
+    """The methods table from ``{row label: its runs}``."""
     rows = [
         row
-        for name, (table, info) in methods.items()
-        for row in method_rows(name, table, info, in_domain, n_bins, readout)
+        for name, method in methods.items()
+        for row in method_rows(name, method, in_domain, n_bins, readout)
     ]
     return pd.DataFrame(rows, columns=COLUMNS)

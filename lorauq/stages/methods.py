@@ -31,28 +31,28 @@ def method_dir(layout: Layout, name: str) -> Path:
     return layout.root / "data" / "methods" / name
 
 
-def member0_unit(params: Params) -> str:
-    """The member stage of the main ensemble that holds member 0, the methods' start."""
+def member_unit(params: Params, member: int = 0) -> str:
+    """The member stage of the main ensemble that holds ``member`` (0: the methods' start)."""
     for unit in params.units:
-        if 0 in unit_members(unit):
+        if member in unit_members(unit):
             return unit
     raise ConfigError(
-        f"{params.profile}.members {params.units}: the methods start from member 0, which is "
-        "not among them"
+        f"{params.profile}.members {params.units}: the methods start from member {member}, "
+        "which is not among them"
     )
 
 
-def _final_adapter(params: Params, layout: Layout) -> tuple[Path, int]:
-    folder = layout.member_dir(params.main_ensemble, member0_unit(params), 0)
+def _final_adapter(params: Params, layout: Layout, member: int = 0) -> tuple[Path, int]:
+    folder = layout.member_dir(params.main_ensemble, member_unit(params, member), member)
     epochs = completed_epochs(folder)
     if not epochs:
         raise StoreError(f"{folder}: no complete epochs; fine-tune the main ensemble first")
     return epoch_dir(folder, epochs[-1]), epochs[-1]
 
 
-def _member0_logits(params: Params, layout: Layout) -> pd.DataFrame:
-    table = read_logits(layout.unit_logits(params.main_ensemble, member0_unit(params)))
-    return table[table["member"] == 0]
+def _member_logits(params: Params, layout: Layout, member: int = 0) -> pd.DataFrame:
+    table = read_logits(layout.unit_logits(params.main_ensemble, member_unit(params, member)))
+    return table[table["member"] == member]
 
 
 def _dropout_pass(
@@ -121,10 +121,11 @@ def _mc_dropout(params: Params, layout: Layout, progress: bool) -> tuple[pd.Data
     return table, {"finetune_passes": 1, "eval_passes": m.passes, "dropout": m.dropout}
 
 
-def _temperature(params: Params, layout: Layout) -> tuple[pd.DataFrame, dict]:
+def _temperature(params: Params, layout: Layout, member: int) -> tuple[pd.DataFrame, dict]:
+    """Member ``member``'s final logits at the temperature fitted on its held-out rows."""
     from lorauq.questions import read_prepared
 
-    adapter, final = _final_adapter(params, layout)
+    adapter, final = _final_adapter(params, layout, member)
     held = _dropout_pass(
         params,
         layout,
@@ -133,16 +134,13 @@ def _temperature(params: Params, layout: Layout) -> tuple[pd.DataFrame, dict]:
         epoch=final,
     )
     temperature = posthoc.fit_temperature(held)
-    table = posthoc.scale(posthoc.single(_member0_logits(params, layout)), temperature)
-    return table, {
-        "finetune_passes": 1,
-        "eval_passes": 1,
-        "temperature": temperature,
-        "calibration_rows": len(held),
-    }
+    table = posthoc.scale(
+        posthoc.single(_member_logits(params, layout, member), member), temperature
+    )
+    return table, {"temperature": temperature, "calibration_rows": len(held)}
 
 
-def _laplace(params: Params, layout: Layout) -> tuple[pd.DataFrame, dict]:
+def _laplace(params: Params, layout: Layout) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     from lorauq.methods.laplace_lora import laplace_samples
     from lorauq.questions import read_prepared
     from lorauq.stages.infer import eval_sets
@@ -150,7 +148,8 @@ def _laplace(params: Params, layout: Layout) -> tuple[pd.DataFrame, dict]:
     m = params.methods.laplace
     adapter, final = _final_adapter(params, layout)
     model, tokenizer = load_base(params.base, layout.base)
-    table, fitted = laplace_samples(
+    held = layout.calibration_table
+    table, fitted, probit = laplace_samples(
         model,
         tokenizer,
         adapter,
@@ -161,6 +160,8 @@ def _laplace(params: Params, layout: Layout) -> tuple[pd.DataFrame, dict]:
         samples=m.samples,
         seed=m.seed,
         prior_precision=m.prior_precision,
+        validation_frame=read_prepared(held) if held.exists() else None,
+        member_table=posthoc.single(_member_logits(params, layout)) if m.linearised else None,
         template=params.data.template,
         infer=params.infer,
         stored_letters=params.data.stored_letters,
@@ -170,7 +171,45 @@ def _laplace(params: Params, layout: Layout) -> tuple[pd.DataFrame, dict]:
         "finetune_passes": 1 + 1 / params.ensemble(params.main_ensemble).train.epochs,
         "eval_passes": m.samples,
     }
-    return table, {**cost, **fitted}
+    return table, {**cost, **fitted}, probit
+
+
+def peak_memory() -> dict[str, float]:
+    """This process's peak memory so far, in MiB: resident set (CPU, the whole process: base
+    model, data, Python) and, on a GPU, torch's peak allocation."""
+    import resource
+
+    import torch
+
+    peak = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available():
+        peak["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return peak
+
+
+#: Methods made from one member's stored logits or adapter alone: run once per member of the
+#: main ensemble (each its own seed), so their rows are a mean ± std over seeds.
+PER_MEMBER = ("single", "checkpoints", "temperature")
+COST = {
+    "single": lambda params: {"finetune_passes": 1, "eval_passes": 1},
+    "checkpoints": lambda params: {
+        "finetune_passes": 1,
+        "eval_passes": params.methods.checkpoints.last,
+    },
+    "temperature": lambda params: {"finetune_passes": 1, "eval_passes": 1},
+}
+
+
+def _per_member_run(
+    params: Params, layout: Layout, name: str, member: int
+) -> tuple[pd.DataFrame, dict]:
+    """One run of a per-member method: its samples (as member 0) and what it fitted."""
+    if name == "temperature":
+        return _temperature(params, layout, member)
+    rows = _member_logits(params, layout, member)
+    if name == "single":
+        return posthoc.single(rows, member), {}
+    return posthoc.snapshot(rows, params.methods.checkpoints.last, member), {}
 
 
 def run(params: Params, name: str, layout: Layout = Layout(), progress: bool = True) -> Path:
@@ -179,24 +218,31 @@ def run(params: Params, name: str, layout: Layout = Layout(), progress: bool = T
         raise ConfigError(
             f"{params.profile}.methods.run {params.methods.run} does not run {name!r}"
         )
+    member_unit(params, 0)  # every method starts from member 0
     set_threads(params.infer.threads)
-    if name == "single":
-        table, info = (
-            posthoc.single(_member0_logits(params, layout)),
-            {"finetune_passes": 1, "eval_passes": 1},
-        )
-    elif name == "checkpoints":
-        k = params.methods.checkpoints.last
-        table = posthoc.snapshot(_member0_logits(params, layout), k)
-        info = {"finetune_passes": 1, "eval_passes": k}
-    elif name == "temperature":
-        table, info = _temperature(params, layout)
+    extra: dict[str, pd.DataFrame] = {}
+    runs: dict[int, pd.DataFrame] = {}
+    if name in PER_MEMBER:
+        for member in params.members:
+            runs[member], fitted = _per_member_run(params, layout, name, member)
+            if member == 0:
+                info = {**COST[name](params), **fitted}
+            if "temperature" in fitted:
+                info.setdefault("temperatures", []).append(fitted["temperature"])
+        table = runs.pop(0)
     elif name == "mc_dropout":
         table, info = _mc_dropout(params, layout, progress)
     else:
-        table, info = _laplace(params, layout)
+        table, info, linearised = _laplace(params, layout)
+        if linearised is not None:
+            extra["linearised"] = linearised
     folder = method_dir(layout, name)
     folder.mkdir(parents=True, exist_ok=True)
+    for read_out, rows in extra.items():
+        write_logits(rows, folder / f"{read_out}.parquet")
+    for member, rows in runs.items():
+        write_logits(rows, folder / "runs" / f"member-{member}.parquet")
+    info = {**info, "runs": 1 + len(runs), **peak_memory()}
     write_text_atomic(folder / "info.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
     return write_logits(table, folder / "samples.parquet")
 

@@ -1,7 +1,9 @@
 """Stage ``methods``: ``reports/methods.csv`` and the methods figure (``reports/methods/``).
 
-The LoRA ensemble (the main ensemble, every member, final epoch) is always the first row;
-each method of ``methods.run`` follows from its ``data/methods/<name>/`` samples.
+The LoRA ensemble (the main ensemble, every member, final epoch) is always the first row,
+then the ensemble and its single members at their lowest in-domain NLL epoch; each method of
+``methods.run`` follows from its ``data/methods/<name>/`` samples (and its other runs,
+``runs/member-<m>.parquet``; Laplace's linearised read-out, ``linearised.parquet``).
 """
 
 from __future__ import annotations
@@ -15,25 +17,69 @@ from lorauq.atomic import atomic_path
 from lorauq.config import Params, load_params
 from lorauq.errors import exit_code
 from lorauq.layout import Layout
-from lorauq.methods.report import comparison
+from lorauq.methods.report import BEST, MethodRuns, at_best_epoch, comparison
+from lorauq.schema import PRIOR_MEMBER
 from lorauq.store import read_logits
 
 
-def _lora_ensemble(params: Params, layout: Layout) -> tuple[pd.DataFrame, dict]:
+def _main_logits(params: Params, layout: Layout) -> pd.DataFrame:
+    """Every trained epoch of every member of the main ensemble (no prior)."""
     name = params.main_ensemble
     table = read_logits([layout.unit_logits(name, unit) for unit in params.units])
-    table = table[table["epoch"] == table["epoch"].max()]
+    return table[(table["member"] != PRIOR_MEMBER) & (table["epoch"] > 0)]
+
+
+def _at_final(table: pd.DataFrame) -> pd.DataFrame:
+    return table[table["epoch"] == table["epoch"].max()]
+
+
+def _method_runs(folder) -> list[pd.DataFrame]:
+    runs = sorted((folder / "runs").glob("member-*.parquet"), key=lambda p: int(p.stem[7:]))
+    return [read_logits(folder / "samples.parquet"), *map(read_logits, runs)]
+
+
+def collect(params: Params, layout: Layout) -> dict[str, MethodRuns]:
+    """Every row group of the table: the ensemble and member 0's epochs, at the final epoch
+    and at the best in-domain one, then each method of ``methods.run``."""
+    a = params.analysis
+    main = _main_logits(params, layout)
     n = len(params.members)
-    return table, {"finetune_passes": n, "eval_passes": n}
-
-
-def collect(params: Params, layout: Layout) -> dict[str, tuple[pd.DataFrame, dict]]:
-    found = {"lora_ensemble": _lora_ensemble(params, layout)}
+    ensemble_cost = {"finetune_passes": n, "eval_passes": n}
+    one_ensemble = f"one ensemble of {n} seeds: a second would need {n} more members"
+    singles = [main[main["member"] == m].assign(member=0) for m in params.members]
+    found = {"lora_ensemble": MethodRuns([_at_final(main)], ensemble_cost, one_ensemble)}
+    if a.in_domain in set(main["eval_set"]):
+        found["lora_ensemble@best"] = MethodRuns(
+            [at_best_epoch(main, a.in_domain, a.readout)], ensemble_cost, one_ensemble, BEST
+        )
+        found["single@best"] = MethodRuns(
+            [at_best_epoch(t, a.in_domain, a.readout) for t in singles],
+            {"finetune_passes": 1, "eval_passes": 1},
+            "one member in the experiment",
+            BEST,
+        )
     for name in params.methods.run:
         folder = layout.root / "data" / "methods" / name
         info = json.loads((folder / "info.json").read_text(encoding="utf-8"))
-        found[name] = (read_logits(folder / "samples.parquet"), info)
+        found[name] = MethodRuns(_method_runs(folder), info, ONE_RUN[name])
+        if (folder / "linearised.parquet").exists():
+            found[f"{name}_linearised"] = MethodRuns(
+                [read_logits(folder / "linearised.parquet")],
+                {**info, "eval_passes": "1 + a Jacobian per question (K backward passes)"},
+                ONE_RUN[name],
+                one_sample="one distribution (the probit read-out): no samples, no MI",
+            )
     return found
+
+
+#: Why a method has one run where it has one (the text of its ``*_std`` cells).
+ONE_RUN = {
+    "single": "one member in the experiment",
+    "checkpoints": "one member in the experiment",
+    "temperature": "one member in the experiment",
+    "mc_dropout": "one run: it trains a member of its own (seed 0)",
+    "laplace": "one run: one posterior, around member 0",
+}
 
 
 def figure(table: pd.DataFrame):
