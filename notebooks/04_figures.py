@@ -209,3 +209,26 @@ if compared.empty:
     print(f"profile {params.profile!r} names no published numbers: nothing to compare")
 else:
     display(compared.dropna(subset=["ours"]).round(4))
+
+# %% [markdown]
+# ## Beside the rival methods
+# **Is a LoRA ensemble worth M fine-tunings?** The `methods` stage (docs/methods.md) puts the ensemble beside what one fine-tuned member allows: the member alone (`single`), MC dropout, a snapshot ensemble of its last epochs (`checkpoints`), temperature scaling, and a Laplace posterior over its LoRA weights (its samples, and the linearised probit read-out). Every method produces samples of the answer distribution per question, read exactly like ensemble members, so accuracy, NLL, ECE and the AUROC of telling an eval set from the in-domain one by mutual information mean the same in every row. `reports/methods.csv` holds every column; below, the headline ones.
+#
+# **How to read it.**
+# - `runs` > 1: the method ran once per member (seed); the cell is the mean ± standard deviation over those runs. A single run has no ± (its `*_std` cell in the CSV says why).
+# - `@best` rows stop at the epoch with the lowest in-domain NLL — selected on the in-domain set itself, so their in-domain numbers are optimistic.
+# - `auroc_mi` is 0.5 for a score that cannot tell the set from the in-domain one, 1 for one that always ranks it higher. One-sample methods have MI ≡ 0 by construction: their cell says so instead of a number. The in-domain set is the reference.
+# - The figure: per eval set NLL, ECE and both AUROCs side by side, and each method's mean expected entropy (aleatoric) against mean MI (epistemic) per eval set.
+#
+# **Tiny world.** Only methods with several samples can rank `unseen` by MI; the question is how well. The ensemble's members differ most where fine-tuning taught nothing (`unseen`), so it should rank highest; the snapshot ensemble and MC dropout sample one member's neighbourhood and rank less; the Laplace posterior chosen on held-out rows is narrow here (docs/methods.md). Expected entropy should be highest on `noisy` for every method with samples.
+#
+# **Paper profile.** The methods are off by default (GPU hours); `-S 'paper.methods.run=[single,mc_dropout,checkpoints,temperature,laplace]'` with `-S paper.data.calibration_fraction=0.1` switches them on. Without them the table holds the ensemble's rows only.
+
+# %%
+from IPython.display import Image
+
+from lorauq.methods.report import summary
+
+methods_table = pd.read_csv(layout.reports / "methods.csv")
+display(summary(methods_table))
+Image(filename=str(layout.reports / "methods" / "png" / "methods.png"))

@@ -70,7 +70,10 @@ CELLS: list[tuple[str, str]] = [
         'BF16_ARGS = ONE_MEMBER + " -S paper.base.dtype=bfloat16"\n'
         "# T4: float16 compute, 4-bit NF4 base with double quantisation (QLoRA).\n"
         'T4_ARGS = ONE_MEMBER + " -S paper.base.dtype=float16 -S paper.base.quantization=4bit"\n'
-        "ARGS = BF16_ARGS if BF16 else T4_ARGS",
+        "ARGS = BF16_ARGS if BF16 else T4_ARGS\n"
+        "# Section 9 (optional): the rival methods that reuse member 0 as it is; appended to\n"
+        "# ARGS they change no training setting, so DVC keeps member 0 and runs only them.\n"
+        "METHODS_ARGS = \" -S 'paper.methods.run=[single,checkpoints,laplace]'\"",
     ),
     (
         "md",
@@ -221,6 +224,34 @@ CELLS: list[tuple[str, str]] = [
         "-p ensemble lora_l2 -r members 0\n"
         "!dvc commit -f finetune@lora_l2-0\n"
         "!dvc exp run {ARGS}",
+    ),
+    (
+        "md",
+        "## 9 · The rival methods for member 0 (optional)\n\n"
+        "Is an ensemble worth M fine-tunings? `docs/methods.md` compares it with what one "
+        "member allows. Three methods reuse member 0 as trained: `single` (the member "
+        "alone), `checkpoints` (a snapshot ensemble of its last 3 epochs, no GPU work) and "
+        "`laplace` (a Laplace posterior over its LoRA weights, prior precision by marginal "
+        "likelihood as in Laplace-LoRA: its curvature takes a backward pass per answer letter "
+        "and training question, about half the cost of fine-tuning member 0 again (not "
+        "measured on a GPU), then 10 evaluation passes and a Jacobian per evaluation "
+        "question). They write "
+        "`reports/methods.csv` and `reports/methods/png/methods.png`. `mc_dropout` trains "
+        "a member of its own and `temperature` needs `-S paper.data.calibration_fraction=0.1`, "
+        "which changes the training set and so retrains member 0: each doubles the bill.",
+    ),
+    (
+        "code",
+        "!pip install -q --no-deps -r requirements-laplace.txt\n"
+        "!dvc exp run {ARGS}{METHODS_ARGS}\n"
+        '!dvc push && cp dvc.lock params.yaml "{SAVE}/"',
+    ),
+    (
+        "code",
+        "import pandas as pd\n\n"
+        "from lorauq.methods.report import summary\n\n"
+        'display(summary(pd.read_csv("reports/methods.csv")))\n'
+        'display(Image("reports/methods/png/methods.png"))',
     ),
 ]
 

@@ -68,23 +68,33 @@ def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
+#: What the README shows, by the stage of dvc.lock that records it.
+LOCKED = {
+    "figures": ("reports/figures", "reports/metrics.json"),
+    "methods": ("reports/methods.csv",),
+}
+
+
 def locked_outputs(root: Path) -> dict[str, str]:
-    """dvc.lock's md5 of the figures stage's ``reports/figures`` and ``reports/metrics.json``."""
+    """dvc.lock's md5 of the outputs the README shows (:data:`LOCKED`)."""
     lock = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
-    try:
-        stage = lock["stages"]["figures"]
-    except (KeyError, TypeError):
-        raise SystemExit(
-            f"{root / 'dvc.lock'}: no stage 'figures'; run `dvc repro` first"
-        ) from None
-    recorded = {
-        entry["path"]: entry["md5"] for entry in [*stage.get("outs", []), *stage.get("metrics", [])]
-    }
-    wanted = ("reports/figures", "reports/metrics.json")
-    missing = [path for path in wanted if path not in recorded]
-    if missing:
-        raise SystemExit(f"{root / 'dvc.lock'}: stage 'figures' records no {', '.join(missing)}")
-    return {path: recorded[path] for path in wanted}
+    found = {}
+    for name, wanted in LOCKED.items():
+        try:
+            stage = lock["stages"][name]
+        except (KeyError, TypeError):
+            raise SystemExit(
+                f"{root / 'dvc.lock'}: no stage {name!r}; run `dvc repro` first"
+            ) from None
+        recorded = {
+            entry["path"]: entry["md5"]
+            for entry in [*stage.get("outs", []), *stage.get("metrics", [])]
+        }
+        missing = [path for path in wanted if path not in recorded]
+        if missing:
+            raise SystemExit(f"{root / 'dvc.lock'}: stage {name!r} records no {', '.join(missing)}")
+        found |= {path: recorded[path] for path in wanted}
+    return found
 
 
 def key_figures(root: Path) -> list[tuple[Path, str]]:
@@ -130,10 +140,41 @@ def headline_table(metrics: dict) -> str:
     return "\n".join([*lines, "", caption])
 
 
+def methods_table(root: Path) -> str:
+    """Markdown table of ``reports/methods.csv``: per method, the in-domain accuracy, NLL and
+    ECE and, per other eval set, the AUROC of telling it from the in-domain one by MI."""
+    import pandas as pd
+
+    from lorauq.methods.report import IN_DOMAIN, summary
+
+    raw = pd.read_csv(root / "reports" / "methods.csv")
+    in_domain = raw.loc[raw["auroc_mi"] == IN_DOMAIN, "eval_set"].iloc[0]
+    table = summary(raw)
+    methods = list(dict.fromkeys(table["method"]))
+    others = [s for s in dict.fromkeys(table["eval_set"]) if s != in_domain]
+    cell = table.set_index(["method", "eval_set"])
+    header = ["method", "runs", *(f"{m} (`{in_domain}`)" for m in ("accuracy", "NLL", "ECE"))]
+    header += [f"AUROC by MI (`{s}`)" for s in others]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method in methods:
+        inside = cell.loc[(method, in_domain)]
+        row = [f"`{method}`", str(inside["runs"]), inside["accuracy"], inside["nll"], inside["ece"]]
+        row += [cell.loc[(method, s), "auroc_mi"] for s in others]
+        lines.append("| " + " | ".join(row) + " |")
+    caption = (
+        "Mean ± std over runs (one per member) where a method has several; "
+        "`@best` rows stop at the lowest in-domain NLL epoch "
+        "(from `reports/methods.csv`; how to read it: docs/methods.md)."
+    )
+    return "\n".join([*lines, "", caption])
+
+
 def render_block(root: Path, source: dict) -> str:
-    """The README's results block from metrics.json and the figures ``source`` lists."""
+    """The README's results block from metrics.json, methods.csv and the figures ``source``
+    lists."""
     metrics = json.loads((root / "reports" / "metrics.json").read_text(encoding="utf-8"))
     parts = [START, headline_table(metrics), ""]
+    parts += ["**Beside the rival methods**", "", methods_table(root), ""]
     for name, caption in source["figures"].items():
         parts += [f"**{caption}**", "", f"![{caption}]({(RESULTS / name).as_posix()})", ""]
     return "\n".join([*parts, END])
@@ -152,8 +193,9 @@ def main(root: Path = ROOT) -> None:
     """Copy the figures, write SOURCE.json, rewrite the README block."""
     locked = locked_outputs(root)
     metrics = root / "reports" / "metrics.json"
-    if md5(metrics) != locked["reports/metrics.json"]:
-        raise SystemExit(f"{metrics}: differs from dvc.lock; run `dvc repro figures` first")
+    for path, stage in ((metrics, "figures"), (root / "reports" / "methods.csv", "methods")):
+        if md5(path) != locked[path.relative_to(root).as_posix()]:
+            raise SystemExit(f"{path}: differs from dvc.lock; run `dvc repro {stage}` first")
     figures = key_figures(root)
     folder = root / RESULTS
     folder.mkdir(parents=True, exist_ok=True)

@@ -143,7 +143,7 @@ def _composed(tmp_path, overrides: list[str]):
 
 def test_dvc_settings_are_params_that_resolve(notebook, tmp_path):
     groups = _dvc_settings(notebook)
-    assert set(groups) == {"BF16_ARGS", "T4_ARGS"}
+    assert set(groups) == {"BF16_ARGS", "T4_ARGS", "METHODS_ARGS"}
     assert "dvc exp run {ARGS}" in _shell_lines(notebook)
     bf16 = _composed(tmp_path / "bf16", groups["BF16_ARGS"])
     assert (bf16.profile, bf16.members, list(bf16.ensembles)) == ("paper", [0], ["lora_l2"])
@@ -151,6 +151,13 @@ def test_dvc_settings_are_params_that_resolve(notebook, tmp_path):
     t4 = _composed(tmp_path / "t4", groups["T4_ARGS"])
     assert (t4.profile, t4.members, list(t4.ensembles)) == ("paper", [0], ["lora_l2"])
     assert (t4.base.dtype, t4.base.quantization) == ("float16", "4bit")
+    # the methods reuse member 0: nothing its stages depend on changes
+    methods = _composed(tmp_path / "methods", groups["BF16_ARGS"] + groups["METHODS_ARGS"])
+    assert methods.methods.run == ["single", "checkpoints", "laplace"]
+    assert methods.members == bf16.members
+    assert methods.ensemble("lora_l2") == bf16.ensemble("lora_l2")
+    assert (methods.data, methods.base, methods.infer) == (bf16.data, bf16.base, bf16.infer)
+    assert "dvc exp run {ARGS}{METHODS_ARGS}" in _shell_lines(notebook)
 
 
 def test_finetune_resume_command_is_the_dvc_stage_command(notebook):

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from PIL import Image
@@ -36,6 +37,7 @@ def _fake_run(root: Path, script) -> None:
     """A repository whose figures stage wrote metrics.json and a few PNGs (any bytes)."""
     (root / "reports" / "figures" / "png").mkdir(parents=True)
     shutil.copy(ROOT / "reports" / "metrics.json", root / "reports" / "metrics.json")
+    shutil.copy(ROOT / "reports" / "methods.csv", root / "reports" / "methods.csv")
     names = [
         "fig_a_metrics_over_epochs",
         "ensemble_size",
@@ -58,7 +60,13 @@ def _fake_run(root: Path, script) -> None:
                         "md5": _md5(root / "reports" / "metrics.json"),
                     }
                 ],
-            }
+            },
+            "methods": {
+                "outs": [
+                    {"path": "reports/methods", "md5": "def.dir"},
+                    {"path": "reports/methods.csv", "md5": _md5(root / "reports" / "methods.csv")},
+                ]
+            },
         }
     }
     (root / "dvc.lock").write_text(yaml.safe_dump(lock))
@@ -107,6 +115,12 @@ def test_make_readme_copies_the_key_figures_and_writes_the_table(tmp_path: Path)
     prior = metrics["lora_l2"][metrics["config"]["readout_of_figures"]]["prior"]["known"]
     row = f"| `lora_l2` | `known` | {prior['accuracy']:.3f} | {final['accuracy']:.3f} | {final['nll']:.3f} |"
     assert row in readme
+    methods = pd.read_csv(tmp_path / "reports" / "methods.csv").set_index(["method", "eval_set"])
+    ensemble = methods.loc[("lora_ensemble", "in_domain")]
+    assert f"| `lora_ensemble` | 1 | {float(ensemble['accuracy']):.3f} |" in readme
+    single = methods.loc[("single", "in_domain")]
+    runs, acc, std = int(single["runs"]), float(single["accuracy"]), float(single["accuracy_std"])
+    assert f"| `single` | {runs} | {acc:.3f} ± {std:.3f} |" in readme
 
 
 def test_make_readme_refuses_a_run_dvc_lock_does_not_record(tmp_path: Path) -> None:
@@ -115,6 +129,12 @@ def test_make_readme_refuses_a_run_dvc_lock_does_not_record(tmp_path: Path) -> N
     (tmp_path / "reports" / "metrics.json").write_text("{}")
     with pytest.raises(SystemExit, match=r"metrics.json: differs from dvc.lock"):
         script.main(tmp_path)
+    _fake_run(tmp_path / "c", script)
+    (tmp_path / "c" / "reports" / "methods.csv").write_text("method\n")
+    with pytest.raises(
+        SystemExit, match=r"methods.csv: differs from dvc.lock; run `dvc repro methods`"
+    ):
+        script.main(tmp_path / "c")
     _fake_run(tmp_path / "b", script)
     (tmp_path / "b" / "reports" / "figures" / "png" / "ensemble_size.png").unlink()
     with pytest.raises(SystemExit, match=r"ensemble_size.png: missing; run `dvc repro figures`"):

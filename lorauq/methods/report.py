@@ -177,3 +177,45 @@ def comparison(
         for row in method_rows(name, method, in_domain, n_bins, readout)
     ]
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+#: Short forms of the text cells, for the compact view (notebook 04, the README).
+SHORT = {
+    ONE_SAMPLE: "MI ≡ 0 (one sample)",
+    IN_DOMAIN: "reference set",
+}
+
+
+def _short(value: object) -> str:
+    if isinstance(value, str):
+        if value in SHORT:
+            return SHORT[value]
+        return "no samples" if "no samples" in value else value
+    return f"{float(value):.3f}"
+
+
+def summary(
+    table: pd.DataFrame, metrics: tuple[str, ...] = ("accuracy", "nll", "ece", "auroc_mi")
+) -> pd.DataFrame:
+    """The methods table at a glance: one row per method and eval set, each metric as
+    "mean ± std" where the method has several runs, text cells in short form."""
+    out = table[["method", "eval_set", "runs"]].copy()
+    for metric in metrics:
+        std = table.get(f"{metric}_std")
+        cells = []
+        for i, value in enumerate(table[metric]):
+            spread = None if std is None else std.iloc[i]
+            text = _short(_number_or_text(value))
+            if spread is not None and not isinstance(_number_or_text(spread), str):
+                text += f" ± {float(spread):.3f}"
+            cells.append(text)
+        out[metric] = cells
+    return out
+
+
+def _number_or_text(value: object) -> object:
+    """A cell read back from the CSV: a number where it parses as one, else its text."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)

@@ -1,6 +1,7 @@
 """The whole pipeline in one Python process, in ``dvc repro``'s order, without DVC.
 
-For the end-to-end test and the tiny world's margins script: they run many small
+For the end-to-end test and the tiny world's scripts (margins, the methods' ground truth):
+they run many small
 experiments (one per world seed) in temporary folders, where DVC's bookkeeping would only
 cost time. ``dvc repro`` remains the way to run an experiment; no stage imports this module.
 """
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 from lorauq.config import Params
 from lorauq.layout import Layout
-from lorauq.stages import base, figures, finetune, infer, prepare
+from lorauq.stages import base, figures, finetune, infer, methods, methods_report, prepare
 
 
 def run_experiment(params: Params, layout: Layout, progress: bool = False) -> figures.Report:
-    """Prepare, build the base, train and evaluate every (ensemble, unit), draw the figures."""
+    """Prepare, build the base, train and evaluate every (ensemble, unit), run the methods of
+    ``methods.run`` and their report, draw the figures."""
     prepare.run(params, layout)
     base.run(params, layout, progress=progress)
     for ensemble in params.ensembles:
@@ -23,6 +25,9 @@ def run_experiment(params: Params, layout: Layout, progress: bool = False) -> fi
     for ensemble in params.ensembles:
         for unit in params.units:
             infer.run(params, ensemble, unit, layout, progress=progress)
+    for name in params.methods.run:
+        methods.run(params, name, layout, progress=progress)
+    methods_report.run(params, layout)
     return figures.run(params, layout)
 
 

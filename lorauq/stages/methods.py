@@ -166,9 +166,11 @@ def _laplace(params: Params, layout: Layout) -> tuple[pd.DataFrame, dict, pd.Dat
         infer=params.infer,
         stored_letters=params.data.stored_letters,
     )
-    # one pass over the training set for the curvature, one epoch's worth of a member
+    # the curvature: K backward passes (one per letter) per training question, against one
+    # forward and backward pass per question and epoch of fine-tuning
+    epochs = params.ensemble(params.main_ensemble).train.epochs
     cost = {
-        "finetune_passes": 1 + 1 / params.ensemble(params.main_ensemble).train.epochs,
+        "finetune_passes": 1 + fitted["n_letters"] / epochs,
         "eval_passes": m.samples,
     }
     return table, {**cost, **fitted}, probit
