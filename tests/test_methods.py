@@ -301,3 +301,39 @@ def test_linearised_variance_is_the_jacobian_through_the_posterior(trained) -> N
             j = torch.cat([g.flatten() for g in grads])
             expected = float((j**2 * la.posterior_variance).sum())
             assert variance[i, k] == pytest.approx(expected, rel=1e-4)
+
+
+def test_best_epoch_is_the_trained_epoch_of_lowest_in_domain_nll() -> None:
+    from lorauq.methods.report import at_best_epoch, best_epoch
+
+    table = _table(members=3, epochs=4, questions=12, seed=3)
+    losses = {}
+    for epoch in range(1, 5):  # epoch 0, the prior, is never selected
+        rows = table[table["epoch"] == epoch].sort_values(["member", "id"])
+        logits = rows[LOGIT_COLUMNS[:4]].to_numpy().reshape(3, 12, 4)
+        probs = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+        answers = rows["answer"].to_numpy()[:12]
+        losses[epoch] = -np.log(probs.mean(axis=0)[np.arange(12), answers]).mean()
+    expected = min(losses, key=losses.get)
+    assert best_epoch(table, "in_domain", "renormalized") == expected
+    assert set(at_best_epoch(table, "in_domain", "renormalized")["epoch"]) == {expected}
+
+
+def test_summary_shows_mean_and_std_of_several_runs_and_short_reasons() -> None:
+    from lorauq.methods.report import IN_DOMAIN, ONE_SAMPLE, summary
+
+    table = pd.DataFrame(
+        [
+            {"method": "single", "eval_set": "unseen", "runs": 5, "accuracy": 0.25,
+             "accuracy_std": 0.05, "auroc_mi": ONE_SAMPLE, "auroc_mi_std": ONE_SAMPLE},
+            {"method": "laplace", "eval_set": "in_domain", "runs": 1, "accuracy": 0.96875,
+             "accuracy_std": "one run", "auroc_mi": IN_DOMAIN, "auroc_mi_std": IN_DOMAIN},
+        ]
+    )  # fmt: skip
+    got = summary(table, metrics=("accuracy", "auroc_mi"))
+    assert got.to_dict("records") == [
+        {"method": "single", "eval_set": "unseen", "runs": 5,
+         "accuracy": "0.250 ± 0.050", "auroc_mi": "MI ≡ 0 (one sample)"},
+        {"method": "laplace", "eval_set": "in_domain", "runs": 1,
+         "accuracy": "0.969", "auroc_mi": "reference set"},
+    ]  # fmt: skip

@@ -82,19 +82,37 @@ ONE_RUN = {
 }
 
 
+#: The bar panels of the figure: column, title (with units and direction).
+PANELS = (
+    ("nll", "NLL of the mean prediction (nats, lower is better)"),
+    ("ece", "ECE (fraction, lower is better)"),
+    ("auroc_mi", "AUROC by MI against the in-domain set"),
+    ("auroc_entropy", "AUROC by predictive entropy"),
+)
+
+
 def figure(table: pd.DataFrame):
-    """Per eval set NLL, ECE and the two AUROCs side by side, and expected entropy against MI."""
+    """Per eval set NLL, ECE and the two AUROCs side by side, and expected entropy against MI.
+
+    Text cells (a method that cannot fill one, the in-domain reference of the AUROCs) are
+    not drawn; the AUROC panels mark chance (0.5)."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    metrics = ["nll", "ece", "auroc_mi", "auroc_entropy"]
+    metrics = [column for column, _ in PANELS]
     long = table.melt(["method", "eval_set"], metrics, "metric", "value")
     long["value"] = pd.to_numeric(long["value"], errors="coerce")  # text cells: not drawn
-    fig, axes = plt.subplots(1, len(metrics) + 1, figsize=(4 * (len(metrics) + 1), 4))
-    for ax, metric in zip(axes, metrics, strict=False):
+    fig, axes = plt.subplots(1, len(PANELS) + 1, figsize=(4.4 * (len(PANELS) + 1), 4.6))
+    for ax, (metric, title) in zip(axes, PANELS, strict=False):
         sns.barplot(long[long["metric"] == metric], x="eval_set", y="value", hue="method", ax=ax)
-        ax.set(title=metric, xlabel="eval set", ylabel=metric)
-        ax.legend().set_visible(ax is axes[0])
+        ax.set(title=title, xlabel="eval set", ylabel=metric)
+        if metric.startswith("auroc"):
+            ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
+            ax.set_ylim(0, 1)
+        ax.legend().remove()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="method", loc="lower center", ncol=len(labels),
+               bbox_to_anchor=(0.5, 0.0), frameon=False)  # fmt: skip
     sns.scatterplot(
         table,
         x="expected_entropy",
@@ -102,13 +120,19 @@ def figure(table: pd.DataFrame):
         hue="method",
         style="eval_set",
         ax=axes[-1],
+        legend="brief",
     )
+    # the methods' colours are in the figure's legend; this one keeps the eval sets' markers
+    marks, names = axes[-1].get_legend_handles_labels()
+    keep = [i for i, name in enumerate(names) if name in set(table["eval_set"])]
+    axes[-1].legend([marks[i] for i in keep], [names[i] for i in keep], title="eval set")
     axes[-1].set(
-        title="means per method and set",
-        xlabel="expected entropy (nats)",
-        ylabel="mutual information (nats)",
+        title="mean uncertainties per method and set",
+        xlabel="expected entropy (aleatoric, nats)",
+        ylabel="mutual information (epistemic, nats)",
     )
-    fig.tight_layout()
+    fig.suptitle("Rival uncertainty methods at the final epoch (reports/methods.csv)")
+    fig.tight_layout(rect=(0, 0.13, 1, 1))  # the bottom strip holds the methods' legend
     return fig
 
 
