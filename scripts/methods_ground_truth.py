@@ -102,10 +102,10 @@ def render(table: pd.DataFrame) -> str:
         for column, *_ in CHECKS:
             values = pd.to_numeric(rows[column], errors="coerce")
             if values.isna().all():
-                cells.append("one sample: MI is 0")
+                cells.append("one sample: MI ≡ 0")
                 continue
             holds = int((values > 0.5).sum())
-            cells.append(f"{holds} of {seeds} ({values.min():.2f}–{values.max():.2f})")
+            cells.append(f"{holds} of {seeds} ({values.min():.3f}–{values.max():.3f})")
         lines.append(f"| `{method}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

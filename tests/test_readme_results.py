@@ -152,6 +152,9 @@ def test_readme_shows_committed_figures_of_the_recorded_run() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = readme.split(script.START)[1].split(script.END)[0]
     assert script.START + block + script.END == script.render_block(ROOT, source)
+    table = "reports/methods.csv"  # the methods table is committed, not only cached
+    assert subprocess.run(["git", "check-ignore", "-q", table], cwd=ROOT).returncode != 0
+    assert _md5(ROOT / table) == source["dvc.lock"][table]
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", block)
     assert len(images) >= 3
     figures = ROOT / "reports" / "figures" / "png"

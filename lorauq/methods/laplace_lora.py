@@ -77,6 +77,11 @@ def _one_k(frame: pd.DataFrame, what: str) -> None:
         )
 
 
+#: torch's note that vmap (laplace-torch's Jacobians) falls back to a loop for the fused
+#: attention backward: a speed note, once per run, that says nothing about the result.
+VMAP_FALLBACK = "There is a performance drop because we have not yet implemented the batching"
+
+
 def _fit_prior(la, prior_precision, validation, *, samples: int, seed: int) -> None:
     """Set the prior precision: a number as given, else marginal likelihood or validation."""
     with warnings.catch_warnings():
@@ -118,10 +123,12 @@ def _function_variance(la, head: LetterHead, encoded: EncodedEvalSet, pad_id: in
     costs a backward pass of the whole batch per output."""
     head.letters = torch.as_tensor(encoded.letters)
     out = []
-    for sequence in encoded.sequences:
-        ids, mask, pos = collate_left([sequence], pad_id)
-        js, _ = la.backend.jacobians(torch.stack([ids, mask, pos], dim=1))
-        out.append(torch.diagonal(la.functional_variance(js), dim1=-2, dim2=-1))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=VMAP_FALLBACK)
+        for sequence in encoded.sequences:
+            ids, mask, pos = collate_left([sequence], pad_id)
+            js, _ = la.backend.jacobians(torch.stack([ids, mask, pos], dim=1))
+            out.append(torch.diagonal(la.functional_variance(js), dim1=-2, dim2=-1))
     return torch.cat(out).double().numpy()
 
 
@@ -204,7 +211,9 @@ def laplace_samples(
         hessian_structure=hessian,
         prior_precision=1.0,
     )
-    la.fit(train_loader, progress_bar=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=VMAP_FALLBACK)
+        la.fit(train_loader, progress_bar=False)
     _fit_prior(la, prior_precision, validation, samples=samples, seed=seed)
     generator = torch.Generator().manual_seed(seed)
     draws = la.sample(samples, generator=generator).detach()
