@@ -196,7 +196,7 @@ def laplace_samples(
         )
 
     # the curvature goes through per-batch Jacobians, whose cost grows with the batch squared:
-    # one question at a time was 5x faster and 7x leaner than 16 on the tiny world (CPU)
+    # one question at a time, benchmarks/laplace_curvature.py against 16 (docs/methods.md)
     train, train_loader = loader(train_frame, "laplace", curvature_batch)
     validation = None
     if validation_frame is not None and not validation_frame.empty:
