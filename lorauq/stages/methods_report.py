@@ -142,8 +142,10 @@ def run(params: Params, layout: Layout = Layout()) -> pd.DataFrame:
     a = params.analysis
     table = comparison(collect(params, layout), a.in_domain, a.n_bins, a.readout)
     path = layout.reports / "methods.csv"
+    # columns that mix numbers and reasons are objects, which float_format does not reach
+    shown = table.map(lambda v: float(f"{v:.6g}") if isinstance(v, float) else v)
     with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+        shown.to_csv(tmp, index=False, float_format="%.6g")
     save_figure(figure(table), layout.reports / "methods", "methods")
     return table
 
