@@ -1,11 +1,14 @@
-"""Stage ``method@<name>``: one rival method's samples of member 0, in ``data/methods/<name>/``.
+"""Stage ``method@<name>``: one rival method's samples, in ``data/methods/<name>/``.
 
-``samples.parquet`` holds the method's samples in the logits store's schema (sample s as
-member s, at the main ensemble's final epoch); ``info.json`` what the method fitted and what
-it cost, in fine-tuning passes and evaluation passes relative to one member. Every method
-starts from member 0 of the main ensemble: ``single`` and ``checkpoints`` from its stored
-logits, ``temperature`` and ``laplace`` from its final adapter, ``mc_dropout`` from its seed
-(it trains its own member, with LoRA dropout).
+``samples.parquet`` holds the samples of the method's run from member 0 in the logits
+store's schema (sample s as member s, at the main ensemble's final epoch);
+``runs/member-<m>.parquet`` its runs from the other members, for the methods made from one
+member's logits or adapter alone (:data:`PER_MEMBER`: ``single`` and ``checkpoints`` from
+stored logits, ``temperature`` from the final adapter); ``linearised.parquet`` Laplace's
+probit read-out; ``info.json`` what the method fitted, what it cost (fine-tuning and
+evaluation passes relative to one member) and the stage's peak memory. ``laplace`` starts
+from member 0's final adapter, ``mc_dropout`` from its seed (it trains its own member, with
+LoRA dropout).
 """
 
 from __future__ import annotations
@@ -205,7 +208,8 @@ COST = {
 def _per_member_run(
     params: Params, layout: Layout, name: str, member: int
 ) -> tuple[pd.DataFrame, dict]:
-    """One run of a per-member method: its samples (as member 0) and what it fitted."""
+    """One run of a per-member method: its samples (sample s as member s) and what it
+    fitted."""
     if name == "temperature":
         return _temperature(params, layout, member)
     rows = _member_logits(params, layout, member)
