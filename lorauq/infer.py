@@ -393,7 +393,7 @@ def _finished_part(path: Path, member: int, epoch: int) -> pd.DataFrame | None:
 _Store = Callable[[int, int, list[pd.DataFrame]], None]
 
 
-def _evaluate_in_turn(
+def evaluate_in_turn(
     base_model,
     pad_id: int,
     encoded: Mapping[str, EncodedEvalSet],
@@ -596,7 +596,7 @@ def evaluate_members(
         tables[(member, epoch)] = read_logits(part)  # as a resumed run reads it back
 
     if todo:
-        evaluate = _evaluate_jointly if joint else _evaluate_in_turn
+        evaluate = _evaluate_jointly if joint else evaluate_in_turn
         evaluate(base_model, tokenizer.pad_token_id, encoded, todo, infer, progress, store)
     ordered = [tables[(member, epoch)] for member in epochs for epoch in epochs[member]]
     written = write_logits(pd.concat(ordered, ignore_index=True), out_path)

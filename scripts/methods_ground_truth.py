@@ -31,7 +31,10 @@ sys.path.insert(0, str(ROOT))
 
 from lorauq.analysis import probability_cube  # noqa: E402
 from lorauq.atomic import atomic_path  # noqa: E402
-from lorauq.config import METHODS  # noqa: E402
+from lorauq.config import METHODS, load_params  # noqa: E402
+from lorauq.layout import Layout  # noqa: E402
+from lorauq.stages.in_process import run_experiment, seed_range, world_seed_overrides  # noqa: E402
+from lorauq.stages.methods_report import collect  # noqa: E402
 from lorauq.uncertainty import auroc, expected_entropy, mutual_information  # noqa: E402
 
 OUT = ROOT / "docs" / "methods-ground-truth.csv"
@@ -46,8 +49,6 @@ CHECKS = (
 def overrides(seed: int) -> dict[str, object]:
     """World seed ``seed``'s experiment (as the margins') with the calibration split and
     every method."""
-    from lorauq.stages.in_process import world_seed_overrides
-
     return {
         **world_seed_overrides(seed),
         "tiny.data.calibration_fraction": 0.1,
@@ -74,11 +75,6 @@ def method_checks(runs: list[pd.DataFrame]) -> dict[str, float | str]:
 
 
 def measure_seed(seed: int) -> list[dict]:
-    from lorauq.config import load_params
-    from lorauq.layout import Layout
-    from lorauq.stages.in_process import run_experiment
-    from lorauq.stages.methods_report import collect
-
     with tempfile.TemporaryDirectory() as folder:
         params = load_params(ROOT / "params.yaml", overrides(seed))
         layout = Layout(Path(folder))
@@ -110,18 +106,13 @@ def render(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def _seeds(text: str) -> list[int]:
-    low, _, high = text.partition("-")
-    return list(range(int(low), int(high or low) + 1))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0-4", help="a range such as 0-4")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     rows = []
-    for seed in _seeds(args.seeds):
+    for seed in seed_range(args.seeds):
         rows += measure_seed(seed)
         print(pd.DataFrame(rows).round(3).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)

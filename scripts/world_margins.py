@@ -23,7 +23,12 @@ import torch
 from lorauq.atomic import atomic_path
 from lorauq.config import load_params
 from lorauq.layout import Layout
-from lorauq.stages.in_process import run_experiment, world_effects, world_seed_overrides
+from lorauq.stages.in_process import (
+    run_experiment,
+    seed_range,
+    world_effects,
+    world_seed_overrides,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,11 +49,6 @@ def measure_seed(seed: int, threads: int) -> dict[str, float]:
     }
 
 
-def _seeds(text: str) -> list[int]:
-    low, _, high = text.partition("-")
-    return list(range(int(low), int(high or low) + 1))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0-9", help="a range such as 0-9")
@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "tiny-world-margins.csv")
     args = parser.parse_args()
     rows = []
-    for seed in _seeds(args.seeds):
+    for seed in seed_range(args.seeds):
         rows.append(measure_seed(seed, args.threads))
         print(pd.DataFrame(rows).round(3).to_string(index=False), flush=True)
     table = pd.DataFrame(rows)

@@ -73,6 +73,7 @@ def _run_metrics(table: pd.DataFrame, in_domain: str, n_bins: int, readout: str,
     """Per eval set of one run (one epoch): the metrics, AUROCs and the epoch."""
     cubes = {s: probability_cube(table, s, readout) for s in dict.fromkeys(table["eval_set"])}
     inside = cubes.get(in_domain)
+    reference = None if inside is None else _scores(inside.probs[:, -1])
     out = {}
     for eval_set, cube in cubes.items():
         probs = cube.probs[:, -1]
@@ -98,7 +99,7 @@ def _run_metrics(table: pd.DataFrame, in_domain: str, n_bins: int, readout: str,
             elif score == "mi" and cube.n_members == 1:
                 row[f"auroc_{score}"] = one_sample
             else:
-                a, b = _scores(inside.probs[:, -1])[score], _scores(probs)[score]
+                a, b = reference[score], _scores(probs)[score]
                 row[f"auroc_{score}"] = auroc(
                     np.r_[a, b], np.r_[np.zeros(len(a), bool), np.ones(len(b), bool)]
                 )

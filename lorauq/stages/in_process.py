@@ -58,3 +58,9 @@ def world_seed_overrides(seed: int) -> dict[str, object]:
         "tiny.ensembles": {"lora_l2": {}},
         "tiny.analysis.reference": "halves",
     }
+
+
+def seed_range(text: str) -> list[int]:
+    """World seeds from a command line: ``"0-4"`` is 0…4, ``"3"`` is 3."""
+    low, _, high = text.partition("-")
+    return list(range(int(low), int(high or low) + 1))

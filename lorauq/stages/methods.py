@@ -58,39 +58,8 @@ def _member_logits(params: Params, layout: Layout, member: int = 0) -> pd.DataFr
     return table[table["member"] == member]
 
 
-def _dropout_pass(
-    params: Params,
-    layout: Layout,
-    adapter: Path,
-    frames,
-    *,
-    epoch,
-    dropout=0.0,
-    passes=1,
-    seed=0,
-    progress=False,
-) -> pd.DataFrame:
-    """Evaluate ``adapter`` on ``frames`` on a freshly loaded base (peft wraps it in place)."""
-    from lorauq.methods.dropout import dropout_samples
-
-    model, tokenizer = load_base(params.base, layout.base)
-    return dropout_samples(
-        model,
-        tokenizer,
-        adapter,
-        frames,
-        epoch=epoch,
-        dropout=dropout,
-        passes=passes,
-        seed=seed,
-        template=params.data.template,
-        infer=params.infer,
-        stored_letters=params.data.stored_letters,
-        progress=progress,
-    )
-
-
 def _mc_dropout(params: Params, layout: Layout, progress: bool) -> tuple[pd.DataFrame, dict]:
+    from lorauq.methods.dropout import dropout_samples
     from lorauq.questions import read_prepared
     from lorauq.stages.infer import eval_sets
     from lorauq.train import train_member
@@ -111,36 +80,53 @@ def _mc_dropout(params: Params, layout: Layout, progress: bool) -> tuple[pd.Data
         progress=progress,
     )
     final = completed_epochs(folder)[-1]
-    table = _dropout_pass(
-        params,
-        layout,
+    model, tokenizer = load_base(params.base, layout.base)  # fresh: peft wrapped the first
+    table = dropout_samples(
+        model,
+        tokenizer,
         epoch_dir(folder, final),
         eval_sets(params, layout),
         epoch=final,
         dropout=m.dropout,
         passes=m.passes,
         seed=m.seed,
+        template=params.data.template,
+        infer=params.infer,
+        stored_letters=params.data.stored_letters,
     )
     return table, {"finetune_passes": 1, "eval_passes": m.passes, "dropout": m.dropout}
 
 
-def _temperature(params: Params, layout: Layout, member: int) -> tuple[pd.DataFrame, dict]:
-    """Member ``member``'s final logits at the temperature fitted on its held-out rows."""
+def _calibration_logits(params: Params, layout: Layout) -> pd.DataFrame:
+    """Every member's final adapter on the held-out rows: one base load, the rows encoded
+    once, the adapters in turn (as inference does without joint evaluation)."""
+    from lorauq.infer import encode_eval_sets, evaluate_in_turn
     from lorauq.questions import read_prepared
 
-    adapter, final = _final_adapter(params, layout, member)
-    held = _dropout_pass(
-        params,
-        layout,
-        adapter,
+    model, tokenizer = load_base(params.base, layout.base)
+    encoded = encode_eval_sets(
+        tokenizer,
         {"calibration": read_prepared(layout.calibration_table)},
-        epoch=final,
+        template=params.data.template,
+        infer=params.infer,
+        stored_letters=params.data.stored_letters,
+        prefix="temperature",
     )
-    temperature = posthoc.fit_temperature(held)
-    table = posthoc.scale(
-        posthoc.single(_member_logits(params, layout, member), member), temperature
+    folders = {}
+    for member in params.members:
+        adapter, final = _final_adapter(params, layout, member)
+        folders[(member, final)] = adapter
+    tables: list[pd.DataFrame] = []
+    evaluate_in_turn(
+        model,
+        tokenizer.pad_token_id,
+        encoded,
+        folders,
+        params.infer,
+        False,
+        lambda member, epoch, member_tables: tables.extend(member_tables),
     )
-    return table, {"temperature": temperature, "calibration_rows": len(held)}
+    return pd.concat(tables, ignore_index=True)
 
 
 def _laplace(params: Params, layout: Layout) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
@@ -205,17 +191,23 @@ COST = {
 }
 
 
-def _per_member_run(
-    params: Params, layout: Layout, name: str, member: int
-) -> tuple[pd.DataFrame, dict]:
-    """One run of a per-member method: its samples (sample s as member s) and what it
-    fitted."""
-    if name == "temperature":
-        return _temperature(params, layout, member)
-    rows = _member_logits(params, layout, member)
+def _member_runs(params: Params, layout: Layout, name: str) -> dict[int, tuple[pd.DataFrame, dict]]:
+    """Every run of a per-member method, by member: its samples (sample s as member s) and
+    what it fitted; the main ensemble's logits are read once for all of them."""
+    logits = read_logits([layout.unit_logits(params.main_ensemble, unit) for unit in params.units])
     if name == "single":
-        return posthoc.single(rows, member), {}
-    return posthoc.snapshot(rows, params.methods.checkpoints.last, member), {}
+        return {m: (posthoc.single(logits, m), {}) for m in params.members}
+    if name == "checkpoints":
+        k = params.methods.checkpoints.last
+        return {m: (posthoc.snapshot(logits, k, m), {}) for m in params.members}
+    held = _calibration_logits(params, layout)
+    runs = {}
+    for m in params.members:
+        rows = held[held["member"] == m]
+        temperature = posthoc.fit_temperature(rows)
+        fitted = {"temperature": temperature, "calibration_rows": len(rows)}
+        runs[m] = (posthoc.scale(posthoc.single(logits, m), temperature), fitted)
+    return runs
 
 
 def run(params: Params, name: str, layout: Layout = Layout(), progress: bool = True) -> Path:
@@ -229,12 +221,11 @@ def run(params: Params, name: str, layout: Layout = Layout(), progress: bool = T
     extra: dict[str, pd.DataFrame] = {}
     runs: dict[int, pd.DataFrame] = {}
     if name in PER_MEMBER:
-        for member in params.members:
-            runs[member], fitted = _per_member_run(params, layout, name, member)
-            if member == 0:
-                info = {**COST[name](params), **fitted}
-            if "temperature" in fitted:
-                info.setdefault("temperatures", []).append(fitted["temperature"])
+        fitted_runs = _member_runs(params, layout, name)
+        info = {**COST[name](params), **fitted_runs[0][1]}
+        if name == "temperature":
+            info["temperatures"] = [fitted["temperature"] for _, fitted in fitted_runs.values()]
+        runs = {member: rows for member, (rows, _) in fitted_runs.items()}
         table = runs.pop(0)
     elif name == "mc_dropout":
         table, info = _mc_dropout(params, layout, progress)
