@@ -14,7 +14,7 @@ export MPLBACKEND := Agg
 export TOKENIZERS_PARALLELISM := false
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup setup-dev setup-smol repro smol test lint lab kernel readme paper clean-outputs
+.PHONY: setup setup-dev setup-smol repro smol test test-fast lint lab kernel readme paper clean-outputs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ repro: setup
 
 test: setup-dev
 	$(BIN)/python -m pytest -q
+
+# The edit loop: every test not marked slow (none trains or runs a stage), in a few minutes.
+test-fast: setup-dev
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup-dev
 	$(BIN)/ruff check .

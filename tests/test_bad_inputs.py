@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import tinyworld as tw
-import torch
 
 from lorauq import errors
 from lorauq.config import LoraParams, load_params
@@ -44,8 +43,6 @@ from lorauq.schema import LOGIT_COLUMNS
 from lorauq.store import read_logits, write_logits
 from lorauq.uncertainty import accuracy, letter_probs
 
-torch.set_num_threads(1)
-
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "bad-inputs.md"
 PARAMS = ROOT / "params.yaml"
@@ -56,8 +53,9 @@ PARAMS = ROOT / "params.yaml"
 
 @dataclass
 class Ctx:
-    """What a case may use: a fresh folder, monkeypatch, the tiny world (built on first use),
-    and checks to run after the error was raised (e.g. "the old file is intact")."""
+    """What a case may use: a fresh folder, monkeypatch, the tiny world and a trained member
+    (made on first use), and checks to run after the error was raised (e.g. "the old file is
+    intact")."""
 
     tmp: Path
     monkeypatch: pytest.MonkeyPatch
@@ -68,23 +66,29 @@ class Ctx:
     def world(self) -> dict[str, Any]:
         return self.request.getfixturevalue("tiny")
 
+    @property
+    def member(self) -> Path:
+        """The session's one-epoch member: it trains, so a case using it is ``slow``."""
+        return self.request.getfixturevalue("tiny_member")
+
 
 @dataclass(frozen=True)
 class Case:
     error: type[LorauqError]
     excerpt: str
     run: Callable[[Ctx], Any]
+    slow: bool  # it trains, or uses the trained member (tests/slow_policy.py checks it)
 
 
 CASES: dict[str, Case] = {}
 
 
-def case(case_id: str, error: type[LorauqError], excerpt: str):
+def case(case_id: str, error: type[LorauqError], excerpt: str, *, slow: bool = False):
     """Register ``run`` as catalogue row ``case_id``; it must raise ``error`` with ``excerpt``."""
 
     def register(run: Callable[[Ctx], Any]) -> Callable[[Ctx], Any]:
         assert case_id not in CASES, case_id
-        CASES[case_id] = Case(error, excerpt, run)
+        CASES[case_id] = Case(error, excerpt, run, slow)
         return run
 
     return register
@@ -153,7 +157,7 @@ def char_tokenizer(merges: list[tuple[str, str]], drop: str = ""):
 def member_copy(ctx: Ctx) -> Path:
     """A private copy of the tiny world's one-epoch member, for a case to damage."""
     target = ctx.tmp / "member-0"
-    shutil.copytree(ctx.world["member_dir"], target)
+    shutil.copytree(ctx.member, target)
     return target
 
 
@@ -423,7 +427,10 @@ def _(ctx: Ctx):
 
 
 @case(
-    "adapter-truncated", StoreError, "epoch-1: adapter cannot be loaded onto this base (Error while"
+    "adapter-truncated",
+    StoreError,
+    "epoch-1: adapter cannot be loaded onto this base (Error while",
+    slow=True,
 )
 def _(ctx: Ctx):
     member_dir = member_copy(ctx)
@@ -431,7 +438,7 @@ def _(ctx: Ctx):
     infer_member(ctx, member_dir)
 
 
-@case("checkpoint-truncated-on-resume", StoreError, "epoch-1: checkpoint cannot be read")
+@case("checkpoint-truncated-on-resume", StoreError, "epoch-1: checkpoint cannot be read", slow=True)
 def _(ctx: Ctx):
     member_dir = member_copy(ctx)
     truncate(member_dir / "epoch-1" / "training_state.pt")
@@ -442,15 +449,17 @@ def _(ctx: Ctx):
     "adapter-other-base",
     StoreError,
     "epoch-1: adapter cannot be loaded onto this base … size mismatch",
+    slow=True,
 )
 def _(ctx: Ctx):
-    infer_member(ctx, ctx.world["member_dir"], ctx.world["wide_dir"])
+    infer_member(ctx, ctx.member, ctx.world["wide_dir"])
 
 
 @case(
     "checkpoint-other-base-on-resume",
     StoreError,
     "epoch-1: checkpoint does not fit this base model … size mismatch",
+    slow=True,
 )
 def _(ctx: Ctx):
     tw.train(ctx.world["wide_dir"], member_copy(ctx), epochs=2)
@@ -546,6 +555,7 @@ def _(ctx: Ctx):
     "joint-dropout-with-gradient-checkpointing",
     ConfigError,
     "train.gradient_checkpointing with lora.dropout > 0",
+    slow=True,
 )
 def _(ctx: Ctx):
     from lorauq.joint import train_members
@@ -565,6 +575,7 @@ def _(ctx: Ctx):
     "joint-checkpoint-other-base-on-resume",
     StoreError,
     "epoch-1: checkpoint does not fit this base model … shape",
+    slow=True,
 )
 def _(ctx: Ctx):
     member_copy(ctx)
@@ -575,19 +586,20 @@ def _(ctx: Ctx):
     "joint-adapters-of-different-configs",
     StoreError,
     "member-5/epoch-1: adapter config differs from … in 'r'",
+    slow=True,
 )
 def _(ctx: Ctx):
     from lorauq.infer import evaluate_members
 
     other = ctx.tmp / "member-5"
-    shutil.copytree(ctx.world["member_dir"], other)
+    shutil.copytree(ctx.member, other)
     config_file = other / "epoch-1" / "adapter_config.json"
     config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "r": 2}))
     evaluate_members(
         load_base_model(str(ctx.world["base_dir"]), tw.BASE),
         ctx.world["tokenizer"],
         {"in_domain": tw.eval_set()},
-        {0: ctx.world["member_dir"], 5: other},
+        {0: ctx.member, 5: other},
         ctx.tmp / "members.parquet",
         infer=dataclasses.replace(tw.INFER, joint=True),
         progress=False,
@@ -670,22 +682,13 @@ def _(ctx: Ctx):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> dict[str, Any]:
-    """The tiny base, a one-epoch member on it, and a wider base that member does not fit."""
-    root = tmp_path_factory.mktemp("bad-inputs")
-    base_dir = tw.build_base(root / "base")
-    tokenizer = load_tokenizer(str(base_dir), tw.BASE)
-    wide_dir = root / "wide"
-    wide = build_tiny_model(tokenizer, dataclasses.replace(tw.BASE, hidden_size=48))
+def tiny(tiny_base: Path, tiny_tokenizer, tmp_path_factory) -> dict[str, Any]:
+    """The session's tiny base, and a wider base that a member of the tiny one does not fit."""
+    wide_dir = tmp_path_factory.mktemp("bad-inputs") / "wide"
+    wide = build_tiny_model(tiny_tokenizer, dataclasses.replace(tw.BASE, hidden_size=48))
     wide.save_pretrained(wide_dir)
-    tokenizer.save_pretrained(wide_dir)
-    tw.train(base_dir, root / "member-0", epochs=1)
-    return {
-        "base_dir": base_dir,
-        "wide_dir": wide_dir,
-        "tokenizer": tokenizer,
-        "member_dir": root / "member-0",
-    }
+    tiny_tokenizer.save_pretrained(wide_dir)
+    return {"base_dir": tiny_base, "wide_dir": wide_dir, "tokenizer": tiny_tokenizer}
 
 
 def excerpt_matches(excerpt: str, message: str) -> bool:
@@ -694,9 +697,14 @@ def excerpt_matches(excerpt: str, message: str) -> bool:
     return re.search(pattern, message, flags=re.DOTALL) is not None
 
 
-@pytest.mark.parametrize("case_id", list(CASES))
-def test_bad_input(case_id: str, tmp_path: Path, monkeypatch, request) -> None:
-    spec = CASES[case_id]
+@pytest.mark.parametrize(
+    "spec",
+    [
+        pytest.param(spec, id=case_id, marks=[pytest.mark.slow] if spec.slow else [])
+        for case_id, spec in CASES.items()
+    ],
+)
+def test_bad_input(spec: Case, tmp_path: Path, monkeypatch, request) -> None:
     ctx = Ctx(tmp_path, monkeypatch, request)
     with pytest.raises(LorauqError) as info:
         spec.run(ctx)

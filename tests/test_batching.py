@@ -22,8 +22,6 @@ from lorauq.config import BaseParams, load_params
 from lorauq.errors import ConfigError
 from lorauq.model import build_tiny_model, train_tokenizer
 
-torch.set_num_threads(1)
-
 LINES = [
     "Q: What is a dog?\nAnswer Choices:\n(a) animal\n(b) fruit\n(c) tool\nA: (a).",
     "Q: What is a pear?\nAnswer Choices:\n(a) animal\n(b) fruit\n(c) tool\nA: (b).",

@@ -11,11 +11,13 @@ from benchmarks import run
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
+    """The quick benchmark's output: it trains and evaluates the tiny model both ways (~7 s)."""
     out = tmp_path_factory.mktemp("bench") / "result.json"
     returned = run.main(["--quick", "--models", "tiny", "--repeats", "1", "--json", str(out)])
     return returned, json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_fast_path_logits_equal_the_authors_way(result):
     # Padded to 512, full logits, a fresh load per job, batch 2: the same numbers as lorauq's
     # answer-position-only, length-bucketed, one-load path (prior and every member epoch).
@@ -23,6 +25,7 @@ def test_fast_path_logits_equal_the_authors_way(result):
     assert saved["max_logit_delta"]["tiny"] <= 1e-5
 
 
+@pytest.mark.slow
 def test_joint_ensemble_equals_one_by_one(result):
     # Trained together vs one by one (train_member), then evaluated together vs one by one:
     # the same adapters and letter logits to float rounding.
@@ -32,6 +35,7 @@ def test_joint_ensemble_equals_one_by_one(result):
     assert 0 <= saved["joint_max_logit_delta"]["tiny"] <= 1e-5
 
 
+@pytest.mark.slow
 def test_every_method_and_phase_is_timed_on_the_same_work(result):
     _, saved = result
     rows = saved["rows"]

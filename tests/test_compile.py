@@ -35,8 +35,8 @@ def run(base_dir, member_dir, compile_: bool):
     )
 
 
-def test_compiled_training_matches_eager(tmp_path):
-    base_dir = tw.build_base(tmp_path / "base")
+def test_compiled_training_matches_eager(tiny_base, tmp_path):
+    base_dir = tiny_base
     eager = run(base_dir, tmp_path / "eager", compile_=False)
     compiled = run(base_dir, tmp_path / "compiled", compile_=True)
     assert compiled[0]["loss"] == pytest.approx(eager[0]["loss"], rel=1e-4)

@@ -17,7 +17,6 @@ from lorauq.model import load_base_model, load_tokenizer
 from lorauq.schema import LOGIT_COLUMNS
 from lorauq.store import read_logits
 
-torch.set_num_threads(1)
 pytestmark = pytest.mark.slow  # two base builds and two short trainings (~12 s)
 
 

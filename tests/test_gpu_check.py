@@ -39,6 +39,7 @@ def test_random_sequences_respect_length_range_and_vocab():
     assert seqs == gpu_check.random_sequences(200, (48, 72), vocab=100, seed=0)
 
 
+@pytest.mark.slow  # trains the tiny model in a child process
 def test_cpu_tiny_runs_the_lorauq_train_and_eval_paths(tmp_path):
     out = tmp_path / "check.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
@@ -70,6 +71,7 @@ def test_cpu_tiny_runs_the_lorauq_train_and_eval_paths(tmp_path):
     assert "| evaluate | none |" in proc.stdout
 
 
+@pytest.mark.slow  # launches the script that trains (here it stops: no GPU)
 def test_no_gpu_without_cpu_tiny_fails_clearly():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the full check would run")

@@ -128,14 +128,15 @@ def write_gguf(base_dir: Path, out: Path, qtype: str = "F32") -> Path:
     return out
 
 
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory):
+@pytest.fixture
+def tiny_base(tiny_base):
+    """The session's tiny base, for a test that also needs gguf to write its file."""
     pytest.importorskip(
         "gguf",
         reason="gguf not installed: it writes the test's file, and transformers needs it to "
         "read any GGUF (pip install -r requirements-dev.txt)",
     )
-    return tw.build_base(tmp_path_factory.mktemp("gguf") / "base")
+    return tiny_base
 
 
 def _letter_table(base_dir: Path, params):

@@ -11,13 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import tinyworld as tw
-import torch
 
 import lorauq.infer
 from lorauq.infer import evaluate_member, parts_dir
 from lorauq.model import load_base_model, load_tokenizer
 
-torch.set_num_threads(1)
 pytestmark = pytest.mark.slow  # one child process and four short inferences (~15 s)
 
 EVAL_DOMAINS = ("in_domain", "unseen")
@@ -60,11 +58,10 @@ _CHILD = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("infer-resume")
-    base_dir = tw.build_base(tmp / "base")
-    tw.train(base_dir, tmp / "member-0", epochs=3)
-    return base_dir, tmp / "member-0"
+def trained(tiny_base, tmp_path_factory):
+    member_dir = tmp_path_factory.mktemp("infer-resume") / "member-0"
+    tw.train(tiny_base, member_dir, epochs=3)
+    return tiny_base, member_dir
 
 
 def evaluate(base_dir: Path, member_dir: Path, out: Path, monkeypatch, infer=tw.INFER):

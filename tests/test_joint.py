@@ -24,13 +24,12 @@ from lorauq.checkpoints import ADAPTER_FILE, LOG_FILE, STATE_FILE, completed_epo
 from lorauq.errors import ConfigError, StoreError
 from lorauq.infer import evaluate_member, evaluate_members, letter_logits, parts_dir
 from lorauq.joint import train_members
-from lorauq.model import load_base_model, load_tokenizer
+from lorauq.model import load_base_model
 from lorauq.schema import LOGIT_COLUMNS
 from lorauq.stacked import Route, StackedLora
 from lorauq.store import read_logits
 from lorauq.train import train_member
 
-torch.set_num_threads(1)
 pytestmark = pytest.mark.slow  # trains 3 members twice each, plus resumes (~25 s on one core)
 
 MEMBERS = [0, 1, 2]  # three, so the members' short last batches fall on different steps
@@ -47,13 +46,11 @@ VALUES = [*LOGIT_COLUMNS[:5], "logsumexp_vocab"]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("joint")
-    base_dir = tw.build_base(root / "base")
+def world(tiny_base, tiny_tokenizer, tmp_path_factory):
     return {
-        "root": root,
-        "base_dir": base_dir,
-        "tokenizer": load_tokenizer(str(base_dir), tw.BASE),
+        "root": tmp_path_factory.mktemp("joint"),
+        "base_dir": tiny_base,
+        "tokenizer": tiny_tokenizer,
         "train": tw.train_set(),
         "eval": {"in_domain": tw.eval_set("in_domain"), "unseen": tw.eval_set("unseen")},
     }

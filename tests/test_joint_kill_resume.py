@@ -19,7 +19,6 @@ import torch
 
 from lorauq.checkpoints import STATE_FILE, completed_epochs
 
-torch.set_num_threads(1)
 pytestmark = pytest.mark.slow  # two child processes and three short joint trainings (~25 s)
 
 MEMBERS = [0, 1, 2]
@@ -76,9 +75,9 @@ _CHILD = textwrap.dedent(
 )
 
 
-def test_sigkill_mid_epoch_and_mid_save_then_resume_is_bitwise_identical(tmp_path):
+def test_sigkill_mid_epoch_and_mid_save_then_resume_is_bitwise_identical(tiny_base, tmp_path):
     lora = dataclasses.replace(tw.LORA, dropout=0.1)
-    base_dir = tw.build_base(tmp_path / "base")
+    base_dir = tiny_base
     reference = tmp_path / "reference"
     reference_logs = tw.train_joint(base_dir, reference, members=MEMBERS, epochs=2, lora=lora)
 

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import tinyworld as tw
-import torch
 
 from lorauq.config import resolve_params
 from lorauq.layout import Layout
@@ -24,7 +23,6 @@ from lorauq.schema import LOGIT_COLUMNS
 from lorauq.stages import base, finetune, infer, prepare
 from lorauq.store import read_logits
 
-torch.set_num_threads(1)
 pytestmark = pytest.mark.slow  # a base, 2 × 3 members × 2 epochs and their inference (~40 s)
 
 UNIT = "0-2"

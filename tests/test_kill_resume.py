@@ -20,7 +20,6 @@ import torch
 
 from lorauq.checkpoints import STATE_FILE, completed_epochs
 
-torch.set_num_threads(1)
 pytestmark = pytest.mark.slow  # two child processes and three short trainings (~20 s)
 
 _CHILD = textwrap.dedent(
@@ -78,8 +77,8 @@ def run_and_kill(base_dir: Path, member_dir: Path, point: str, tmp: Path) -> Non
     tw.sigkill_at_marker(_CHILD, [str(base_dir), str(member_dir), str(marker), point], marker, tmp)
 
 
-def test_sigkill_mid_epoch_and_mid_save_then_resume_is_bitwise_identical(tmp_path):
-    base_dir = tw.build_base(tmp_path / "base")
+def test_sigkill_mid_epoch_and_mid_save_then_resume_is_bitwise_identical(tiny_base, tmp_path):
+    base_dir = tiny_base
     reference_dir = tmp_path / "reference"
     reference_logs = tw.train(base_dir, reference_dir, epochs=2)
 

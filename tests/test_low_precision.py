@@ -20,13 +20,12 @@ from lorauq.model import load_base_model, load_tokenizer
 from lorauq.schema import LOGIT_COLUMNS
 from lorauq.train import train_member
 
-torch.set_num_threads(1)
 pytestmark = pytest.mark.slow  # short trainings of a float16 and a bfloat16 base (~20 s)
 
 
 @pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
-    return tw.build_base(tmp_path_factory.mktemp("lowp") / "base")
+def base_dir(tiny_base):
+    return tiny_base
 
 
 def base(base_dir, dtype: str):

@@ -19,6 +19,8 @@ from lorauq.methods.report import BEST, FINAL, IN_DOMAIN, ONE_SAMPLE
 from lorauq.schema import LOGIT_COLUMNS
 from lorauq.store import read_logits
 
+pytestmark = pytest.mark.slow  # runs every stage in-process on a small experiment (~5 s)
+
 SMALL = {
     "members": ["0-1"],
     "ensembles": {"lora_l2": {}},

@@ -113,11 +113,9 @@ def test_bad_method_settings_name_their_key(override: dict, message: str) -> Non
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("mc")
-    base = tinyworld.build_base(root / "base")
-    tinyworld.train(base, root / "member-0", epochs=1)
-    return base, root / "member-0" / "epoch-1"
+def trained(tiny_base: Path, tiny_member: Path) -> tuple[Path, Path]:
+    """The shared tiny base and its one-epoch member's adapter (it trains: users are slow)."""
+    return tiny_base, tiny_member / "epoch-1"
 
 
 def _dropout(base: Path, adapter: Path, dropout: float, passes: int = 2) -> pd.DataFrame:
@@ -137,6 +135,7 @@ def _dropout(base: Path, adapter: Path, dropout: float, passes: int = 2) -> pd.D
     )
 
 
+@pytest.mark.slow
 def test_mc_dropout_with_p_0_is_the_single_member(trained, tmp_path: Path) -> None:
     from lorauq.infer import evaluate_member
     from lorauq.model import load_base_model, load_tokenizer
@@ -159,6 +158,7 @@ def test_mc_dropout_with_p_0_is_the_single_member(trained, tmp_path: Path) -> No
         np.testing.assert_allclose(_values(samples, t, 1), _values(single, 0, 1), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_mc_dropout_samples_differ_and_rerun_identically(trained) -> None:
     base, adapter = trained
     first = normalize_logits_frame(_dropout(base, adapter, 0.5))
@@ -203,6 +203,7 @@ def _map_member(base: Path, adapter: Path) -> pd.DataFrame:
     )
 
 
+@pytest.mark.slow
 def test_laplace_with_infinite_prior_precision_collapses_onto_the_map_member(trained) -> None:
     base, adapter = trained
     single = _map_member(base, adapter)
@@ -218,6 +219,7 @@ def test_laplace_with_infinite_prior_precision_collapses_onto_the_map_member(tra
     )
 
 
+@pytest.mark.slow
 def test_laplace_fits_the_prior_by_marginal_likelihood_and_draws_reproducibly(trained) -> None:
     base, adapter = trained
     first, fitted, probit = _laplace(base, adapter, prior="marglik")
@@ -230,6 +232,7 @@ def test_laplace_fits_the_prior_by_marginal_likelihood_and_draws_reproducibly(tr
     pd.testing.assert_frame_equal(first, again)
 
 
+@pytest.mark.slow
 def test_laplace_chooses_the_prior_on_held_out_rows_from_its_grid(trained) -> None:
     from lorauq.methods.laplace_lora import PRIOR_GRID
 
@@ -266,6 +269,7 @@ def test_probit_read_out_shrinks_each_letter_and_keeps_the_other_mass() -> None:
     assert other_after == pytest.approx(other_before, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_linearised_variance_is_the_jacobian_through_the_posterior(trained) -> None:
     """The per-letter variance equals Σ_p J_kp² σ²_p from autograd, for a diagonal posterior,
     on an eval set whose letters the head is pointed at afresh."""

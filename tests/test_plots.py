@@ -8,9 +8,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import pytest
+from known_logits import KNOWN, build_logits
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from test_analysis import KNOWN, build_logits
 
 from lorauq import analysis, plots
 

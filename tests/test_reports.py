@@ -1,5 +1,6 @@
-"""The figures stage's report writers on the hand-built logits of test_analysis: every table,
-figure and metric lands where ``dvc.yaml`` declares it, with the numbers worked out there.
+"""The figures stage's report writers on the hand-built logits of ``known_logits``: every
+table, figure and metric lands where ``dvc.yaml`` declares it, with the numbers worked out
+there.
 
 The store holds two ensembles: ``lora_l2`` and ``r32`` (Fig B's reference), the same
 hand-built logits for both, so their agreement is known exactly (1, total variation 0).
@@ -14,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from test_analysis import MEMBERS, OTHER_MASS, build_logits
+from known_logits import MEMBERS, OTHER_MASS, build_logits
 
 from lorauq import analysis
 from lorauq.config import load_params
@@ -65,12 +66,14 @@ def write_store(layout: Layout, table: pd.DataFrame, ensembles=tuple(ENSEMBLES))
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Layout, figures_stage.Report]:
+    """The figures stage run on the hand-built store (a stage, ~10 s: its users are slow)."""
     layout = Layout(tmp_path_factory.mktemp("repo"))
     write_store(layout, build_logits())
     params = load_params(ROOT / "params.yaml", OVERRIDES)
     return layout, figures_stage.run(params, layout)
 
 
+@pytest.mark.slow
 def test_metrics_json_has_both_readouts_per_ensemble(report) -> None:
     layout, produced = report
     metrics = produced.metrics
@@ -90,6 +93,7 @@ def test_metrics_json_has_both_readouts_per_ensemble(report) -> None:
     assert metrics["r32"] == metrics["lora_l2"]  # the same logits
 
 
+@pytest.mark.slow
 def test_fig_b_compares_each_ensemble_with_the_reference(report) -> None:
     layout, produced = report
     table = pd.read_csv(layout.reports / "plots" / "agreement.csv")
@@ -111,6 +115,7 @@ def test_fig_b_compares_each_ensemble_with_the_reference(report) -> None:
     assert "fig_b_agreement" in produced.figures
 
 
+@pytest.mark.slow
 def test_dvc_yaml_declares_every_table_and_figure(report) -> None:
     """A CSV the stage writes but dvc.yaml forgets is invisible to ``dvc plots``."""
     layout, produced = report
@@ -130,6 +135,7 @@ def test_dvc_yaml_declares_every_table_and_figure(report) -> None:
     assert "reports/paper_comparison.csv" in outs
 
 
+@pytest.mark.slow
 def test_tables_carry_the_ensemble(report) -> None:
     _, produced = report
     for name, table in produced.tables.items():
@@ -141,6 +147,7 @@ def test_tables_carry_the_ensemble(report) -> None:
     assert training["lora_l2"].max() == pytest.approx(0.02)
 
 
+@pytest.mark.slow
 def test_no_published_numbers_means_an_empty_comparison(report) -> None:
     layout, produced = report
     written = pd.read_csv(layout.reports / "paper_comparison.csv")
@@ -194,6 +201,7 @@ SHAPES = {
 }
 
 
+@pytest.mark.slow  # the figures stage, once per shape (~5 s each)
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_every_shape_writes_every_table_and_says_what_it_skips(
     tmp_path: Path, shape: str, capsys: pytest.CaptureFixture[str]

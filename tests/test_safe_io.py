@@ -20,8 +20,6 @@ import torch
 
 from lorauq.model import load_base_model, load_tokenizer
 
-torch.set_num_threads(1)
-
 PACKAGE = Path(__file__).resolve().parents[1] / "lorauq"
 SOURCES = sorted(PACKAGE.rglob("*.py"))
 
@@ -155,15 +153,7 @@ def test_no_secret_read_or_passed():
 # --------------------------------------------------------------------------- behaviour
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("safe-io")
-    base_dir = tw.build_base(root / "base")
-    tw.train(base_dir, root / "member-0", epochs=1)
-    return {"base_dir": base_dir, "member_dir": root / "member-0"}
-
-
-def test_trust_remote_code_off_by_default(tiny, monkeypatch):
+def test_trust_remote_code_off_by_default(tiny_base, monkeypatch):
     """What transformers is asked: trust_remote_code=False, and no warning."""
     import transformers
 
@@ -178,25 +168,26 @@ def test_trust_remote_code_off_by_default(tiny, monkeypatch):
         monkeypatch.setattr(auto, "from_pretrained", classmethod(spy))
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*trust_remote_code.*")
-        load_base_model(str(tiny["base_dir"]), tw.BASE)
-        load_tokenizer(str(tiny["base_dir"]), tw.BASE)
+        load_base_model(str(tiny_base), tw.BASE)
+        load_tokenizer(str(tiny_base), tw.BASE)
     assert seen == [False, False]
 
 
 @pytest.mark.parametrize("loader", [load_base_model, load_tokenizer])
-def test_trust_remote_code_on_warns(tiny, loader):
+def test_trust_remote_code_on_warns(tiny_base, loader):
     trusting = dataclasses.replace(tw.BASE, trust_remote_code=True)
     with pytest.warns(UserWarning, match=r"base: base\.trust_remote_code is on; code from"):
-        loader(str(tiny["base_dir"]), trusting)
+        loader(str(tiny_base), trusting)
 
 
-def test_base_and_adapters_are_safetensors(tiny):
-    base_files = {p.name for p in tiny["base_dir"].iterdir()}
+@pytest.mark.slow  # tiny_member trains
+def test_base_and_adapters_are_safetensors(tiny_base, tiny_member):
+    base_files = {p.name for p in tiny_base.iterdir()}
     assert "model.safetensors" in base_files
-    epoch = tiny["member_dir"] / "epoch-1"
+    epoch = tiny_member / "epoch-1"
     epoch_files = {p.name for p in epoch.iterdir()}
     assert "adapter_model.safetensors" in epoch_files
-    for folder, files in ((tiny["base_dir"], base_files), (epoch, epoch_files)):
+    for folder, files in ((tiny_base, base_files), (epoch, epoch_files)):
         pickled = [f for f in files if f.endswith((".bin", ".pkl", ".pickle", ".pth"))]
         assert pickled == [], folder
     # the one .pt file is optimizer state + RNG: plain tensors that weights_only=True accepts
@@ -204,7 +195,8 @@ def test_base_and_adapters_are_safetensors(tiny):
     torch.load(epoch / "training_state.pt", weights_only=True)
 
 
-def test_written_models_and_adapters_are_readable_by_the_group(tiny):
+@pytest.mark.slow  # tiny_member trains
+def test_written_models_and_adapters_are_readable_by_the_group(tiny_base, tiny_member):
     """A shared DVC cache or group folder needs what the umask gives an ordinary write, also
     for files that libraries write through private temporaries (safetensors makes them 0600)."""
     import os
@@ -212,13 +204,13 @@ def test_written_models_and_adapters_are_readable_by_the_group(tiny):
 
     mask = os.umask(0o022)
     os.umask(mask)
-    epoch = tiny["member_dir"] / "epoch-1"
+    epoch = tiny_member / "epoch-1"
     for path in (
-        tiny["base_dir"] / "model.safetensors",
+        tiny_base / "model.safetensors",
         epoch / "adapter_model.safetensors",
         epoch / "training_state.pt",
         epoch / "adapter_config.json",
     ):
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
-    for folder in (tiny["base_dir"], epoch):
+    for folder in (tiny_base, epoch):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~mask, folder

@@ -15,35 +15,31 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tinyworld import BASE, DATA, INFER, LORA, TRAIN, WORLD
+from tinyworld import BASE, INFER, LORA, TRAIN, WORLD
 
 from lorauq.checkpoints import LOG_FILE, STATE_FILE, completed_epochs
 from lorauq.config import InferParams, TrainParams
 from lorauq.errors import DataError, StoreError
 from lorauq.infer import evaluate_member, evaluate_prior, letter_logits
-from lorauq.model import load_base_model, load_tokenizer, lora_pairs, lora_prior
+from lorauq.model import load_base_model, lora_pairs, lora_prior
 from lorauq.prompt import format_prompt, letter_token_ids
 from lorauq.schema import LOGIT_COLUMNS, PRIOR_MEMBER
 from lorauq.store import read_logits
 from lorauq.synthetic import WorldSpec, domain_questions, finetune_questions
-from lorauq.tinybase import build_tiny_base
 from lorauq.train import train_member
 
-torch.set_num_threads(1)
 pytestmark = pytest.mark.slow  # trains models (about 15 s on one core)
 
 EPOCH_FILES = {"adapter_config.json", "adapter_model.safetensors", STATE_FILE}
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tiny")
-    base_dir = build_tiny_base(root / "base", BASE, DATA, progress=False)
+def world(tiny_base, tiny_tokenizer, tmp_path_factory):
     spec = WorldSpec.from_params(WORLD)
     return {
-        "root": root,
-        "base_dir": base_dir,
-        "tokenizer": load_tokenizer(str(base_dir), BASE),
+        "root": tmp_path_factory.mktemp("tiny"),
+        "base_dir": tiny_base,
+        "tokenizer": tiny_tokenizer,
         "train": finetune_questions(spec),
         "eval": {
             "in_domain": domain_questions("in_domain", spec),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from test_pipeline_e2e import BARS, MARGINS
+from world_bars import BARS, MARGINS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
