@@ -47,7 +47,7 @@ repro: setup
 test: setup-dev
 	$(BIN)/python -m pytest -q
 
-# The edit loop: every test not marked slow (none trains or runs a stage), in a few minutes.
+# The edit loop: every test not marked slow (none trains or runs a stage; tests/slow_policy.py).
 test-fast: setup-dev
 	$(BIN)/python -m pytest -q -m "not slow"
 

@@ -42,8 +42,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "lorauq"
-#: Repository folders whose scripts a test may launch by file name.
-SCRIPT_DIRS = (ROOT, ROOT / "scripts", ROOT / "benchmarks")
+#: The repository's scripts: a test that launches one (named by file, or by a path from the
+#: root) is read as if it ran the whole file. A test file launched by a nested pytest is not
+#: among them: that pytest applies this policy itself.
+SCRIPT_DIRS = (ROOT / "scripts", ROOT / "benchmarks")
 
 #: lorauq functions that train, by name (a name survives a module's move): fine-tuning one
 #: member or several together, one optimisation step of either, pre-training the tiny base.
@@ -237,9 +239,9 @@ class Scanner:
 
     def script(self, name: str) -> Finding | None:
         """The verdict on launching a repository script named ``name`` (``x.py`` or a path)."""
-        for folder in SCRIPT_DIRS:
+        for folder in (ROOT, *SCRIPT_DIRS):
             path = (folder / name).resolve()
-            if path.suffix == ".py" and path.is_file() and self.local(path):
+            if path.suffix == ".py" and path.is_file() and path.parent in SCRIPT_DIRS:
                 if path not in self.verdicts:
                     self.verdicts[path] = None
                     found = self.code(_parsed(path)[(0, "<module>")], None, None)
