@@ -28,6 +28,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import importlib.util
 import inspect
 import os
 import shlex
@@ -233,7 +234,7 @@ class Scanner:
             return self.verdicts[code]
         self.verdicts[code] = None  # a recursive call is not a finding
         node = _parsed(Path(code.co_filename)).get((code.co_firstlineno, code.co_name))
-        found = None if node is None else self.code(node, function.__globals__, function)
+        found = None if node is None else self.code(node, function.__globals__)
         self.verdicts[code] = found
         return found
 
@@ -244,14 +245,15 @@ class Scanner:
             if path.suffix == ".py" and path.is_file() and path.parent in SCRIPT_DIRS:
                 if path not in self.verdicts:
                     self.verdicts[path] = None
-                    found = self.code(_parsed(path)[(0, "<module>")], None, None)
+                    found = self.code(_parsed(path)[(0, "<module>")], None)
                     self.verdicts[path] = found.through(path.name) if found else None
                 return self.verdicts[path]
         return None
 
-    def code(self, node: ast.AST, names: dict | None, function: Any) -> Finding | None:
-        """Read ``node`` (a function or a whole script); ``names`` are its globals if loaded."""
-        imported = _imports(node)
+    def code(self, node: ast.AST, names: dict | None, file: ast.AST | None = None):
+        """Read ``node`` (a function or a whole script): ``names`` are its globals if its module
+        is loaded, else the imports of its ``file`` stand in for them."""
+        imported = {**_imports(file), **_imports(node)} if file is not None else _imports(node)
         annotated = self._annotated(node, names)
         for sub in _run_nodes(node):
             found = None
@@ -296,6 +298,8 @@ class Scanner:
             if reason:
                 return Finding(reason)
             obj = _loaded(dotted)
+            if obj is None:
+                return self._unloaded(dotted)
         elif names is not None and root in names:
             obj = names[root]
             for attr in rest:
@@ -303,6 +307,20 @@ class Scanner:
         else:
             return None
         return None if obj is None else self.callable(obj)
+
+    def _unloaded(self, dotted: str) -> Finding | None:
+        """The verdict on ``helper.function`` of a repository module not imported yet (a test's
+        own import inside its body): read from its file, as a script is."""
+        module, _, name = dotted.partition(".")
+        spec = importlib.util.find_spec(module) if name and "." not in name else None
+        path = Path(spec.origin) if spec and spec.origin else None
+        if path is None or not self.local(path):
+            return None
+        tree = _parsed(path)[(0, "<module>")]
+        defined = (n for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef))
+        node = next((n for n in defined if n.name == name), None)
+        found = self.code(node, None, tree) if node is not None else None
+        return found.through(dotted) if found else None
 
     def _annotated(self, node: ast.AST, names: dict | None) -> dict[str, type]:
         """A function's parameters annotated with a class of this repository."""

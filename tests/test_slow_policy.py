@@ -110,6 +110,12 @@ import sys
 def test_launches_a_script_that_trains():
     subprocess.run([sys.executable, "scripts/gpu_check.py", "--cpu-tiny"], check=True)
 """,
+    "test_inner_import": """
+def test_imports_a_helper_in_its_body():
+    from fitting import fit_again
+
+    fit_again()
+""",
     "test_parameter": """
 import pytest
 import torch
@@ -136,15 +142,29 @@ EXPECTED = {
         "helper.fit"
     ),
     "test_script.py::test_launches_a_script_that_trains": "trains (lorauq.*), via gpu_check.py",
+    "test_inner_import.py::test_imports_a_helper_in_its_body": (
+        "trains (lorauq.joint.train_members), via fitting.fit_again"
+    ),
     "test_parameter.py::test_calls_its_parameter[fit]": (
         "trains (lorauq.train.train_member), via parameter step → helper.fit"
     ),
 }
 
 
+#: A helper no test module imports at its top: reading finds it by its file.
+FITTING = """
+import lorauq.joint
+
+
+def fit_again():
+    return lorauq.joint.train_members(None, None, None, {})
+"""
+
+
 def _write(pytester: pytest.Pytester, slow: bool) -> None:
     mark = "import pytest\npytestmark = pytest.mark.slow\n" if slow else ""
-    pytester.makepyfile(helper=HELPER, **{name: mark + src for name, src in SOURCES.items()})
+    sources = {name: mark + source for name, source in SOURCES.items()}
+    pytester.makepyfile(helper=HELPER, fitting=FITTING, **sources)
 
 
 def test_unmarked_tests_that_train_or_run_a_stage_fail_collection(pytester) -> None:
