@@ -158,7 +158,7 @@ def check_split(source: str, split: str) -> str:
     if canonical not in splits:
         hint = " (the paper trains on 'dev+val')" if source == "mmlu" and split == "train" else ""
         raise DataError(
-            f"{source} has no split {split!r}{did_you_mean(split, splits, cutoff=0)}; its splits: "
+            f"{source} has no split {split!r}{did_you_mean(split, splits)}; its splits: "
             f"{', '.join(splits)}{hint}"
         )
     return canonical
