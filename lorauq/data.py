@@ -134,20 +134,10 @@ def load_source(
     return LoadedSource(frame, tuple(reads))
 
 
-def load_questions(
-    source: str,
-    split: str,
-    *,
-    path: str | os.PathLike[str] | None = None,
-    group: str | None = None,
-    subjects: Sequence[str] | None = None,
-    world: WorldSpec | None = None,
-    revision: str | None = None,
-) -> pd.DataFrame:
-    """The Question table of :func:`load_source`, without the record of what was read."""
-    return load_source(
-        source, split, path=path, group=group, subjects=subjects, world=world, revision=revision
-    ).frame
+def load_questions(source: str, split: str, **options: Any) -> pd.DataFrame:
+    """The Question table of :func:`load_source` (same arguments: ``path``, ``group``,
+    ``subjects``, ``world``, ``revision``), without the record of what was read."""
+    return load_source(source, split, **options).frame
 
 
 def check_split(source: str, split: str) -> str:
