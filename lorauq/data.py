@@ -61,15 +61,21 @@ MMLU_CSV_HEADER = ["question", "choice0", "choice1", "choice2", "choice3", "answ
 #: MMLU's release files give the answer as an upper-case letter.
 _MMLU_LETTERS = LETTERS.upper()[:4]
 
-#: The hub commits this project pins, per dataset repository, with where each SHA was found
-#: (none of these hubs is reachable from the machines the project is built on). A profile
-#: states its revision itself (``data.*.revision``); these are the values to copy.
+#: The hub commits this project pins, per dataset repository. None of these hubs is reachable
+#: from the machines the project is built on, so each SHA was taken from public code that
+#: pins the same repository (found by exact-string search of public GitHub sources), never
+#: guessed. A profile states its revision itself (``data.*.revision``); these are the values
+#: to copy (docs/params.md lists them per task of the Bayesian-LoRA protocol).
 PINNED_REVISIONS: dict[str, str] = {
+    # the paper profile's pins; public dataset-conversion code pins both at the same commits
     "tau/commonsense_qa": "94630fe30dad47192a8546eb75f094926d47e155",
     "cais/mmlu": "c30699e8356da336a370243923dbaf21066bb9fe",
+    # the same conversion code (its ARC-Challenge and ARC-Easy sources, and OpenBookQA "main")
     "allenai/ai2_arc": "210d026faf9955653af8916fad021475a3f00453",
     "allenai/openbookqa": "388097ea7776314e93a529163e0fea805b8a6454",
+    # several public evaluation suites pin WinoGrande (winogrande_xl) at this commit
     "allenai/winogrande": "01e74176c63542e6b0bcb004dcdea22d94fb67b5",
+    # a public pin table of dataset sources (data/train-00000-of-00001.parquet at this commit)
     "google/boolq": "35b264d03638db9f4ce671b711558bf7ff0f80d5",
 }
 

@@ -274,3 +274,59 @@ def test_full_copies_have_the_protocol_sizes(source, split, folder, extra, rows)
         raise
     assert len(frame) == rows
     assert frame["id"].is_unique and frame["answer"].ge(0).all()
+
+
+# --------------------------------------------------------------------------- the documented table
+
+
+def protocol_table() -> list[dict[str, str]]:
+    """The rows of docs/params.md's table of the protocol's sources."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "params.md").read_text("utf-8")
+    lines = text[text.index("| task | `source` | extra keys |") :].splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = []
+    for line in lines[2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True)))
+    return rows
+
+
+def test_documented_protocol_sources_load_at_their_pinned_revision(monkeypatch):
+    """Every row of the table, loaded as documented (hub captured): the call goes to the
+    documented hub id, config and split with the documented revision, which is the pin."""
+    import datasets
+    import yaml
+
+    from lorauq.data import PINNED_REVISIONS
+
+    calls = []
+
+    def fake_load_dataset(hub_id, config=None, *, split, revision=None):
+        calls.append((hub_id, config, split, revision))
+        row = {"sentence": "A _.", "option1": "x", "option2": "y", "answer": "1"}
+        if hub_id == "google/boolq":
+            row = {"question": "q", "answer": True, "passage": "p"}
+        elif hub_id == "cais/mmlu":
+            row = {"question": "q", "choices": list("abcd"), "answer": 0}
+        elif hub_id != "allenai/winogrande":
+            row = {"id": "i", "question": "q", "answerKey": "A"}
+            row["choices"] = {"label": ["A", "B"], "text": ["x", "y"]}
+        return datasets.Dataset.from_list([row])
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    table = protocol_table()
+    assert len(table) == 8
+    for row in table:
+        source = row["`source`"].strip("`")
+        revision = row["`revision`"].strip("`")
+        hub_id, _, config = row["hub id (config)"].partition(" (")
+        hub_id, config = hub_id.strip("`"), config.strip("`)") or None
+        extra = yaml.safe_load(row["extra keys"].replace("`", "")) or {}
+        assert revision == PINNED_REVISIONS[hub_id], row
+        for split in row["train / eval `split`"].replace("`", "").split(" / "):
+            if split == "—":
+                continue
+            calls.clear()
+            load_questions(source, split, revision=revision, **extra)
+            assert calls == [(hub_id, config, split, revision)], row
