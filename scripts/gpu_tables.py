@@ -53,6 +53,7 @@ PAPER_EVAL_QUESTIONS = 1_221 + 3_153 + 2_946
 #: dtype each card trains in here: bfloat16, or float16 where it has no bfloat16 (T4).
 DATASHEET_TFLOPS = {
     "H100 80GB HBM3": 989.0,  # H100 SXM5, bf16
+    "H200": 989.0,  # the H100 SXM5's compute with more memory
     "A100": 312.0,  # bf16
     "L4": 121.0,  # bf16
     "T4": 65.0,  # fp16 (no bf16 hardware)
@@ -136,11 +137,12 @@ def _hours(value: float) -> str:
 
 
 def _shape(row: dict[str, Any]) -> str:
+    """Training: members × questions each per step; evaluation: the token budget, which
+    bounds a joint pass of all members (each gets its share)."""
+    members, joint = row["members"], " jointly" if row["members"] > 1 else ""
     if row["phase"] == "train":
-        text = f"{row['members']} × {row['batch_per_member']} questions"
-    else:
-        text = f"{row['members']} × {row['batch_tokens']:,}-token batches"
-    return text + (" jointly" if row["members"] > 1 else "")
+        return f"{members} × {row['batch_per_member']} questions{joint}"
+    return f"{members}{joint}, {row['batch_tokens']:,}-token batches"
 
 
 def _base(row: dict[str, Any]) -> str:

@@ -29,7 +29,7 @@ import gpu_evidence  # noqa: E402
 import gpu_results  # noqa: E402
 import gpu_wheels  # noqa: E402
 
-pytestmark = pytest.mark.slow  # trains tiny models in every dtype (~15 s a run on one core)
+# The runs train tiny models in every dtype (~15 s each on one core): marked slow.
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PYTHON": sys.executable}
 ALL_IDS = [row.id for group in gpu_evidence.GROUPS for row in group.rows]
@@ -68,6 +68,7 @@ def _only_file(folder: Path) -> dict:
     return gpu_results.read_results(path)
 
 
+@pytest.mark.slow
 def test_cpu_rehearsal_measures_every_row_kind(tmp_path):
     wheels = tmp_path / "wheels"
     wheels.mkdir()
@@ -108,6 +109,7 @@ def test_cpu_rehearsal_measures_every_row_kind(tmp_path):
     assert "| float32-evaluate-5 |" in proc.stdout and "11 rows, 0 skipped" in proc.stdout
 
 
+@pytest.mark.slow
 def test_time_limit_drops_the_lowest_priority_groups_and_keeps_the_rest(tmp_path):
     # Estimates on the CPU are almost all fixed costs: with peaks this large the compute part
     # is nil, so the limit below fits the bfloat16 group and most of the float32 group.
@@ -137,6 +139,7 @@ def test_time_limit_drops_the_lowest_priority_groups_and_keeps_the_rest(tmp_path
     assert report["elapsed_s"] <= limit
 
 
+@pytest.mark.slow
 def test_a_killed_run_keeps_the_rows_it_measured(tmp_path):
     out = tmp_path / "results"
     proc = subprocess.Popen(
@@ -186,6 +189,7 @@ def test_budget_skips_a_step_that_would_overrun_and_learns_from_slow_steps():
     assert budget.slowness["row"] == 2.0
 
 
+@pytest.mark.slow
 def test_h100_plan_fits_the_budget_and_sizes_rows_from_the_measured_rates():
     meta = gpu_check.build_random_model(gpu_check.MISTRAL_7B, torch.bfloat16, torch.device("meta"))
     parameters, n = gpu_check.MISTRAL_7B_PARAMETERS, gpu_check.block_parameters(meta)
@@ -211,6 +215,7 @@ def test_h100_plan_fits_the_budget_and_sizes_rows_from_the_measured_rates():
     assert "float32-train-5x8" in proc.stdout and "total ≈" in proc.stdout
 
 
+@pytest.mark.slow
 def test_without_a_gpu_and_without_cpu_tiny_it_fails_clearly(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the real run would start")
