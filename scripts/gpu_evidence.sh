@@ -42,4 +42,4 @@ done
 # The carried packages first, then this checkout's lorauq (no install needed).
 export PYTHONPATH="${site:+$site:}$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-"$PYTHON" scripts/gpu_evidence.py "${args[@]}"
+"$PYTHON" scripts/gpu_evidence.py ${args[@]+"${args[@]}"}
