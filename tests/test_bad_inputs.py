@@ -727,6 +727,19 @@ def _(ctx: Ctx):
     return progress_bar(range(1), "x")
 
 
+@case("gpu-results-malformed", DataError, "h100.json.rows[1].tflops: 999 but 4·N·tokens/s is")
+def _(ctx: Ctx):
+    from workspace import load_script
+
+    results = load_script("gpu_results")
+    source = ROOT / "benchmarks" / "results" / "nvidia-h100-80gb-hbm3-2026-11-26.json"
+    payload = json.loads(source.read_text(encoding="utf-8"))
+    payload["rows"][1]["tflops"] = 999
+    path = ctx.tmp / "h100.json"
+    path.write_text(json.dumps(payload), encoding="utf-8")
+    results.read_results(path)
+
+
 # --------------------------------------------------------------------------- the tests
 
 
