@@ -129,6 +129,7 @@ def test_pinned_revisions_are_commit_shas():
     assert paper.data.eval["mmlu_stem"].revision == PINNED_REVISIONS["cais/mmlu"]
 
 
+@pytest.mark.slow  # runs the prepare stage
 def test_paper_profile_prepare_passes_every_revision_and_records_it(hub, tmp_path):
     """The paper profile's prepare stage, end to end with the hub captured: every one of its
     hub reads (CommonsenseQA train and validation, 19 + 11 MMLU subjects) carries the
@@ -220,6 +221,7 @@ def test_model_and_tokenizer_loads_pass_the_revision(monkeypatch, tmp_path):
     assert {ref for _, ref, _ in seen} == {str(tmp_path / "export")}
 
 
+@pytest.mark.slow  # runs the prepare stage
 def test_manifest_hashes_the_bytes_read_and_changes_with_them(tmp_path):
     """Local sources: each read file's SHA-256 as it was read (before ``limit``), so editing
     a source file changes the manifest, and with it the prepared data DVC tracks."""
@@ -254,6 +256,7 @@ def test_manifest_hashes_the_bytes_read_and_changes_with_them(tmp_path):
     assert second["tables"]["cqa"] == first["tables"]["cqa"]
 
 
+@pytest.mark.slow  # runs the prepare stage
 def test_tiny_manifest_and_nothing_written_when_a_source_fails(tmp_path):
     params = load_params(PARAMS, {"profile": "tiny"})
     layout = Layout(tmp_path)
