@@ -389,8 +389,17 @@ class ItemCheck:
         return self.scanner.callable(func)
 
     def _fixture_by_name(self, name: str) -> Finding | None:
-        defs = self.session._fixturemanager.getfixturedefs(name, self.item)
-        return self.fixture(defs[-1]) if defs else None
+        """A fixture requested at run time, and the fixtures it requests in turn."""
+        todo, seen = [name], {name}
+        while todo:
+            current = todo.pop()
+            for fixturedef in self.session._fixturemanager.getfixturedefs(current, self.item) or ():
+                found = self.fixture(fixturedef)
+                if found:
+                    return found if current == name else found.through(f"fixture {current}")
+                todo += [arg for arg in fixturedef.argnames if arg not in seen]
+                seen.update(fixturedef.argnames)
+        return None
 
     def __call__(self, item: pytest.Function) -> Finding | None:
         self.item = item

@@ -84,6 +84,13 @@ def fitted():
 
 def test_requests_it_by_name(request):
     request.getfixturevalue("fitted")
+
+@pytest.fixture
+def refitted(fitted):
+    return fitted
+
+def test_requests_what_needs_it_by_name(request):
+    request.getfixturevalue("refitted")
 """,
     "test_property": """
 from dataclasses import dataclass
@@ -136,6 +143,10 @@ EXPECTED = {
     "test_command.py::test_runs_dvc": "runs dvc (dvc repro figures)",
     "test_by_name.py::test_requests_it_by_name": (
         "trains (lorauq.train.train_member), via fixture fitted → test_by_name.fitted → helper.fit"
+    ),
+    "test_by_name.py::test_requests_what_needs_it_by_name": (
+        "trains (lorauq.train.train_member), via fixture refitted → fixture fitted → "
+        "test_by_name.fitted → helper.fit"
     ),
     "test_property.py::test_reads_a_property": (
         "trains (lorauq.train.train_member), via test_property.use → test_property.Ctx.member → "
