@@ -370,6 +370,7 @@ def _loaded(dotted: str) -> Any:
 
 
 def _fixture_function(fixturedef: Any) -> Any:
+    """The function a fixture runs (unwrapped, should pytest hand over its fixture wrapper)."""
     func = fixturedef.func
     return getattr(func, "_get_wrapped_function", lambda: func)()
 
@@ -453,7 +454,9 @@ def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.It
 
 _RUNNING: list[pytest.Item] = []  # the test now running (a stack: pytester nests sessions)
 _ALLOWED: list[str] = []  # shared builds under way
-_INSTALLED: list[Any] = []  # the optimizer hook's handle, the original Popen.__init__
+_SESSIONS: list[pytest.Config] = []  # the sessions that loaded the policy (pytester nests them)
+_HAND_BACK: list[Callable[[], None]] = []  # removes the optimizer hook, restores Popen
+_SCRIPTS = Scanner((ROOT,), lambda name: None)  # launched scripts' verdicts, kept
 
 
 @contextmanager
@@ -516,9 +519,6 @@ def _launch_reason(argv: list[str]) -> str | None:
     return None
 
 
-_SCRIPTS = Scanner((ROOT,), lambda name: None)  # launched scripts' verdicts, kept
-
-
 def _guarded_popen(original: Callable) -> Callable:
     @functools.wraps(original)
     def __init__(self, args, *rest, **kwargs):
@@ -532,22 +532,22 @@ def _guarded_popen(original: Callable) -> Callable:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if not _INSTALLED:
+    """Install the run-time guard once: a hook on every optimizer step, a check on Popen."""
+    if not _SESSIONS:
         from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-        _INSTALLED.append(register_optimizer_step_pre_hook(_optimizer_step))
-        _INSTALLED.append(subprocess.Popen.__init__)
-        subprocess.Popen.__init__ = _guarded_popen(subprocess.Popen.__init__)
-    _INSTALLED.append(config)
+        handle = register_optimizer_step_pre_hook(_optimizer_step)
+        original = subprocess.Popen.__init__
+        subprocess.Popen.__init__ = _guarded_popen(original)
+        _HAND_BACK.extend([handle.remove, lambda: setattr(subprocess.Popen, "__init__", original)])
+    _SESSIONS.append(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    _INSTALLED.remove(config)
-    if len(_INSTALLED) == 2:  # the last session: hand back the hook and Popen
-        handle, original = _INSTALLED
-        handle.remove()
-        subprocess.Popen.__init__ = original
-        _INSTALLED.clear()
+    """The last session out removes the guard."""
+    _SESSIONS.remove(config)
+    while not _SESSIONS and _HAND_BACK:
+        _HAND_BACK.pop()()
 
 
 @pytest.hookimpl(wrapper=True)
