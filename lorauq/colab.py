@@ -36,7 +36,7 @@ import yaml
 
 from lorauq.atomic import atomic_path, write_text_atomic
 from lorauq.config import METHODS, Params, load_params, unit_members
-from lorauq.errors import ConfigError, LorauqError, did_you_mean
+from lorauq.errors import ConfigError, LorauqError, did_you_mean, exit_code
 
 #: The clone: this file is ``<clone>/lorauq/colab.py`` (installed editable, ``pip install -e``).
 ROOT = Path(__file__).resolve().parents[1]
@@ -478,12 +478,18 @@ def hub_login(s: Session) -> str:
     if s.settings.on_colab:
         from google.colab import userdata  # type: ignore[import-not-found]
 
+        # no such secret, or this notebook not granted it (the names vary across Colab releases)
+        missing = tuple(
+            getattr(userdata, name)
+            for name in ("SecretNotFoundError", "NotebookAccessError", "TimeoutException")
+            if hasattr(userdata, name)
+        )
         try:
             token = userdata.get("HF_TOKEN")
-        except (userdata.SecretNotFoundError, userdata.NotebookAccessError):
+        except missing:
             token = None
         if token:
-            huggingface_hub.login(token=token, add_to_git_credential=False)
+            huggingface_hub.login(token=token)
             return "logged in to the hub with the Colab secret HF_TOKEN"
         huggingface_hub.notebook_login()
         return "logged in to the hub through the login box"
@@ -718,29 +724,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     keep.add_argument("--every", type=int, default=0, help="repeat every N seconds (0: once)")
     keep.add_argument("--while-pid", type=int, default=None, help="stop when this process ends")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "sync":
-            if args.every:
-                _sync_loop(ROOT, Path(args.save), args.every, args.while_pid)
-            else:
-                print(sync(ROOT, Path(args.save)))
-            return 0
-        (ROOT / SETTINGS_FILE).unlink(missing_ok=True)  # never leave a previous run's behind
-        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-        settings = Settings(
-            args.run, args.on_colab, args.offline, args.save, args.epochs, args.questions, methods
-        )
-        extra = ["requirements-smol.txt"] if settings.offline else []
-        extra += ["requirements-laplace.txt"] if "laplace" in methods else []
-        wrong = check_installed(ROOT, extra)
-        if wrong:
-            raise ConfigError("the install is incomplete: " + "; ".join(wrong))
-        print(git_identity(ROOT))
-        print(f"settings saved: {save_settings(settings, ROOT)}")
-    except LorauqError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: _sync_command(args) if args.command == "sync" else _save(args))
+
+
+def _sync_command(args: argparse.Namespace) -> object:
+    """``sync``: one pass, or the background loop (``--every``)."""
+    if args.every:
+        _sync_loop(ROOT, Path(args.save), args.every, args.while_pid)
+        return "the notebook's kernel ended: sync stopped"
+    return sync(ROOT, Path(args.save))
+
+
+def _save(args: argparse.Namespace) -> str:
+    """``save``: check the install, set a git identity if none, save the settings."""
+    (ROOT / SETTINGS_FILE).unlink(missing_ok=True)  # never leave a previous run's behind
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    settings = Settings(
+        args.run, args.on_colab, args.offline, args.save, args.epochs, args.questions, methods
+    )
+    extra = ["requirements-smol.txt"] if settings.offline else []
+    extra += ["requirements-laplace.txt"] if "laplace" in methods else []
+    wrong = check_installed(ROOT, extra)
+    if wrong:
+        raise ConfigError("the install is incomplete: " + "; ".join(wrong))
+    identity = git_identity(ROOT)
+    return f"{identity}\nsettings saved: {save_settings(settings, ROOT)}"
 
 
 if __name__ == "__main__":

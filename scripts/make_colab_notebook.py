@@ -51,9 +51,9 @@ CELLS: list[tuple[str, str]] = [
         "Times are estimates scaled from measured H100 rates, plus the 15 GB download "
         "(docs/colab.md says how). **Use:** *Runtime → Change runtime type* → a GPU; set `RUN` "
         "below; *Runtime → Run all*. If Colab asks to restart the session after the install "
-        "(pip replaced numpy or pandas), restart and run the cells from section 2 on "
-        "(*Runtime → Run after*): every cell after the install reads the settings the "
-        "install saved, so nothing is lost. A session that was cut: open the notebook again "
+        "(pip replaced numpy or pandas), restart, select the install cell and *Runtime → "
+        "Run after*: every cell after the install reads the settings the install saved, so "
+        "nothing is lost. A session that was cut: open the notebook again "
         "and *Run all* with the same `SAVE`; it resumes (section 4).",
     ),
     (
@@ -62,7 +62,7 @@ CELLS: list[tuple[str, str]] = [
         "# the clone, where every later cell reads them: a restart of the session forgets nothing.\n"
         f'REPO_URL: str = "{REPO_URL}"  # the repository to clone\n'
         'REVISION: str = "main"  # the branch, tag or commit to run\n'
-        'RUN: str = "one_member"  # "one_member" (a T4 or L4) or "ensemble" (M = 5; A100/H100)\n'
+        'RUN: str = "one_member"  # one_member (a T4 or L4), or ensemble: 5 members on an A100/H100\n'
         "ON_COLAB: bool = True  # Drive and Colab's secrets; False anywhere else (a VM, papermill)\n"
         "OFFLINE: bool = False  # True: no hub, no GPU: SmolLM2 (a pip package) on shipped rows\n"
         'SAVE: str = "/content/drive/MyDrive/lorauq-run"  # outlives the session: DVC remote, sync\n'

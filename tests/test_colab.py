@@ -393,3 +393,54 @@ def test_the_save_command_writes_settings_or_nothing(tmp_path, monkeypatch, caps
     assert colab.main(["save", "--run", "ensembel"]) == 2
     assert "did you mean 'ensemble'" in capsys.readouterr().err
     assert not (clone / colab.SETTINGS_FILE).exists()
+
+
+# ----------------------------------------------------------------------------- Colab's own calls
+
+
+def _fake_colab(monkeypatch, calls: list, token: str | None) -> None:
+    """``google.colab`` as Colab provides it: a Drive to mount and a secrets store."""
+    import types
+
+    class SecretNotFoundError(Exception):
+        pass
+
+    def get(key):
+        calls.append(("userdata.get", key))
+        if token is None:
+            raise SecretNotFoundError(key)
+        return token
+
+    userdata = types.SimpleNamespace(get=get, SecretNotFoundError=SecretNotFoundError)
+    drive = types.SimpleNamespace(mount=lambda where: calls.append(("drive.mount", where)))
+    package = types.ModuleType("google.colab")
+    package.userdata, package.drive = userdata, drive
+    monkeypatch.setitem(sys.modules, "google.colab", package)
+
+
+def test_colab_calls_only_behind_the_switch(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls: list = []
+    _fake_colab(monkeypatch, calls, token="hf_secret")
+    logins: list = []
+    monkeypatch.setattr(huggingface_hub, "login", lambda token: logins.append(token))
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+    monkeypatch.setattr(colab, "sh", lambda command, root=None: calls.append(("sh", command)))
+    params = load_params(ROOT / "params.yaml", {"profile": "paper"})
+    on = colab.Session(tmp_path, colab.Settings(save=str(tmp_path / "drive")), A100, [], params)
+    assert colab.hub_login(on) == "logged in to the hub with the Colab secret HF_TOKEN"
+    assert logins == ["hf_secret"]
+    colab.prepare_save(on)
+    assert ("drive.mount", "/content/drive") not in calls  # SAVE is not on Drive here
+    on = colab.Session(tmp_path, colab.Settings(), A100, [], params)
+    monkeypatch.setattr(Path, "mkdir", lambda self, **kwargs: None)
+    colab.prepare_save(on)
+    assert ("drive.mount", "/content/drive") in calls
+    # switched off: google.colab is never touched
+    calls.clear()
+    off = colab.Session(tmp_path, colab.Settings(on_colab=False, save="/x"), A100, [], params)
+    assert colab.hub_login(off).startswith("no hub token: Mistral-7B-v0.1 is gated")
+    colab.prepare_save(off)
+    assert [c for c in calls if c[0] != "sh"] == []
+    assert calls == [("sh", "dvc remote add --local -d -f keep /x/dvc-remote")]

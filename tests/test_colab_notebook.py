@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 import nbformat
+import papermill
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
@@ -97,6 +98,9 @@ def test_parameters_are_the_settings_the_install_cell_saves(notebook):
         "QUESTIONS",
         "METHODS",
     ]
+    # papermill -p sets each of them (it infers them from the cell: a comment it cannot
+    # parse would drop a parameter silently)
+    assert list(papermill.inspect_notebook(str(NOTEBOOK))) == names
     install = _install_cell(notebook).source
     for name in names:
         assert "{" + name in install or f"in {name}" in install or f"if {name}" in install, name
