@@ -61,7 +61,8 @@ ENSEMBLE_GIB = 38.0
 
 
 #: Questions per second measured on one H100 with random weights of Mistral-7B's geometry
-#: (``scripts/gpu_check.py``, the table in docs/gpu.md): (phase, base, training batch).
+#: (``scripts/gpu_check.py``; benchmarks/results/nvidia-h100-*.json, tabled in docs/gpu.md):
+#: (phase, base, training batch).
 H100_RATES = {
     ("train", "bfloat16", 8): 60.6,
     ("train", "bfloat16", 32): 170.9,
