@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tinyworld as tw
+import yaml
 
 from lorauq import errors
 from lorauq.config import LoraParams, load_params
@@ -750,6 +751,36 @@ def _(ctx: Ctx):
     path = ctx.tmp / "h100.json"
     path.write_text(json.dumps(payload), encoding="utf-8")
     results.read_results(path)
+
+
+@case("colab-run-unknown", ConfigError, "RUN: 'ensembel' is not a run (did you mean 'ensemble'?)")
+def _(ctx: Ctx):
+    from lorauq.colab import Settings
+
+    Settings(run="ensembel")
+
+
+@case(
+    "colab-ensemble-on-a-small-card",
+    ConfigError,
+    "RUN 'ensemble' trains 5 members jointly and needs an A100/H100 … Tesla T4 (14.7 GiB",
+)
+def _(ctx: Ctx):
+    from lorauq.colab import Card, Settings, overrides
+
+    raw = yaml.safe_load(PARAMS.read_text(encoding="utf-8"))
+    overrides(raw, Settings(run="ensemble"), Card("Tesla T4", (7, 5), 14.7))
+
+
+@case(
+    "colab-settings-missing",
+    ConfigError,
+    "colab-settings.json: no saved settings; run the parameters cell and the install cell first",
+)
+def _(ctx: Ctx):
+    from lorauq.colab import session
+
+    session(ctx.tmp)
 
 
 # --------------------------------------------------------------------------- the tests
