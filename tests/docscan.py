@@ -34,7 +34,6 @@ import importlib
 import importlib.util
 import re
 import shlex
-import subprocess
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -204,14 +203,9 @@ def simple_commands(line: str) -> list[list[str]]:
 @functools.cache
 def repo_files() -> tuple[str, ...]:
     """Tracked and untracked-but-not-ignored files, and every folder above them."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    names = {name for name in listed if name and (ROOT / name).exists()}
+    from workspace import source_files
+
+    names = set(source_files())
     folders = {str(Path(name).parent) for name in names}
     while True:
         more = {str(Path(f).parent) for f in folders} - folders
@@ -602,6 +596,16 @@ def _check_flags(where: str, source: Path, words: list[str]) -> list[str]:
     ]
 
 
+def _check_subcommand(where: str, module: str, source: Path, first: list[str]) -> list[str]:
+    """``python -m lorauq prepare``: a module with subcommands has the one named."""
+    text = source.read_text(encoding="utf-8")
+    if "add_subparsers" not in text or not first or first[0].startswith(("-", "<", "$")):
+        return []
+    if f'add_parser("{first[0]}"' in text:
+        return []
+    return [f"{where}: `python -m {module} {first[0]}`: no such subcommand"]
+
+
 def check_command(where: str, words: list[str], overrides: list[list[str]]) -> list[str]:
     """One simple command: what it runs and names exists. ``-S`` sets go to ``overrides``."""
     findings: list[str] = []
@@ -629,6 +633,7 @@ def check_command(where: str, words: list[str], overrides: list[list[str]]) -> l
                     findings.append(f"{where}: `python -m {module}`: no such module")
                 else:
                     findings += _check_flags(where, source, args[2:])
+                    findings += _check_subcommand(where, module, source, args[2:3])
             elif importlib.util.find_spec(module.split(".")[0]) is None:
                 findings.append(f"{where}: `python -m {module}`: not installed by the set-up")
         elif args and (script := _script_of(args[0])) is not None:

@@ -12,6 +12,7 @@ authors' paths are not.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,16 @@ def test_every_link_leads_somewhere(page: str) -> None:
     assert not findings, "\n".join(findings)
 
 
+def test_every_page_is_in_the_readme_s_documentation_index() -> None:
+    """A page nobody links to is a page nobody reads, and nobody keeps up."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    index = readme.split("## Documentation", 1)[1].split("\n## ", 1)[0]
+    linked = set(re.findall(r"\]\((docs/[\w.-]+\.md)\)", index))
+    pages = set(docscan.pages()) - {"README.md"}
+    assert len(pages) >= 10
+    assert sorted(pages - linked) == []
+
+
 def test_every_documented_override_composes_and_loads(tmp_path: Path) -> None:
     """Each ``dvc exp run -S …`` the pages show gives a params.yaml lorauq accepts."""
     shown = {
@@ -122,6 +133,7 @@ Run `make nosuch`, then `python scripts/nosuch.py` and `python scripts/gpu_check
 
 ```bash
 python -m lorauq.nosuch
+python -m lorauq params
 python -m benchmarks.run --nosuch
 papermill notebooks/02_finetune.ipynb o.ipynb -p nosuch 1 -y '{overrides: {train.epoch: 3}}'
 dvc repro nostage
@@ -152,6 +164,7 @@ CAUGHT = [
     "`finetune@3` is not `finetune@<ensemble>-<members>`",
     "no test function `test_nosuch_thing` in tests/",
     "`python -m lorauq.nosuch`: no such module",
+    "`python -m lorauq params`: no such subcommand",
     "`benchmarks/run.py` has no option `--nosuch`",
     "notebooks/02_finetune.ipynb has no parameter `nosuch`",
     "override `train.epoch` is not a params key",
@@ -228,11 +241,9 @@ SHRUNK = {
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     """A copy of the repository after ``dvc repro`` of the shrunken default experiment."""
-    from workspace import copy_repository, sh
+    from workspace import reproduced_copy
 
-    repo = copy_repository(tmp_path_factory.mktemp("docs") / "repo", SHRUNK)
-    sh(repo, "dvc", "repro", timeout=1500)
-    return repo
+    return reproduced_copy(tmp_path_factory.mktemp("docs") / "repo", SHRUNK)
 
 
 @pytest.mark.slow
