@@ -75,7 +75,7 @@ class Block:
 
 @dataclass(frozen=True)
 class Span:
-    """An inline code span (or a prose line) and where it stands."""
+    """An inline code span, its page and line, and whether it stands in a table row."""
 
     page: str
     line: int
@@ -380,7 +380,10 @@ def is_output_path(path: str) -> bool:
     return not tracked and pattern.split("/")[0] in ("data", "reports")
 
 
-_PATH = re.compile(r"(?<![\w/.<>$*-])((?:[\w.<>{}…*$-]|,(?=[\w]))+/[\w./<>{}…*$,-]*)")
+#: A path: word characters, dots, globs, ``{a,b}``, and ``<placeholders>`` (spaces allowed).
+_PATH = re.compile(
+    r"(?<![\w/.<>$*-])((?:<[^<>\n]*>|[\w.{}…*$-]|,(?=\w))+/(?:<[^<>\n]*>|[\w./{}…*$,-])*)"
+)
 
 
 def named_paths(text: str) -> list[str]:

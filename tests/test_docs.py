@@ -31,13 +31,14 @@ REWRITTEN_ELSEWHERE = {
 }
 
 
-def _page_param(page: str):
+def _param(value: object, page: str, name: str):
+    """A test case of a page, expected to fail (strictly) while the page is rewritten elsewhere."""
     reason = REWRITTEN_ELSEWHERE.get(page)
     marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-    return pytest.param(page, id=page, marks=marks)
+    return pytest.param(value, id=name, marks=marks)
 
 
-PAGES = [_page_param(page) for page in docscan.pages()]
+PAGES = [_param(page, page, page) for page in docscan.pages()]
 
 
 def _snippet_env() -> dict[str, str]:
@@ -64,9 +65,7 @@ def _run_snippet(block: docscan.Block, cwd: Path) -> subprocess.CompletedProcess
 
 
 def _snippet_param(block: docscan.Block):
-    reason = REWRITTEN_ELSEWHERE.get(block.page)
-    marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-    return pytest.param(block, id=f"{block.page}:{block.line}", marks=marks)
+    return _param(block, block.page, f"{block.page}:{block.line}")
 
 
 SNIPPETS = [_snippet_param(b) for b in docscan.python_blocks() if NEEDS_RUN not in b.marker]
