@@ -221,9 +221,11 @@ def test_links_to_missing_files_and_headings_are_caught(tmp_path: Path, monkeypa
 
 # --- the slow tier: what needs a finished run -------------------------------------------------
 
-#: The default experiment (three ensembles, members 0-4 in one stage, every method), shrunk
-#: to run in about two minutes: every path it writes has the default run's name.
+#: The default experiment shrunk (its main ensemble only, members 0-4 in one stage, every
+#: method, a smaller base, one epoch): the paths the pages name are the default run's.
 SHRUNK = {
+    "tiny.ensembles": {"lora_l2": {}},
+    "tiny.analysis.reference": "halves",
     "tiny.base.hidden_size": 32,
     "tiny.base.intermediate_size": 64,
     "tiny.base.num_hidden_layers": 1,
