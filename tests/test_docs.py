@@ -20,6 +20,7 @@ from pathlib import Path
 import docscan
 import pytest
 from docscan import NEEDS_RUN, ROOT
+from test_notebooks import QUICK
 
 #: Pages another part of the project is rewriting, with what is known to be wrong there; the
 #: mark is strict, so the test fails as soon as the page is right and the entry must go.
@@ -221,21 +222,13 @@ def test_links_to_missing_files_and_headings_are_caught(tmp_path: Path, monkeypa
 
 # --- the slow tier: what needs a finished run -------------------------------------------------
 
-#: The default experiment shrunk (its main ensemble only, members 0-4 in one stage, every
-#: method, a smaller base, one epoch): the paths the pages name are the default run's.
+#: The notebooks' quick experiment with the default run's member stage (members 0-4 in one
+#: stage) and every method, so the paths the pages name are the default run's.
 SHRUNK = {
-    "tiny.ensembles": {"lora_l2": {}},
-    "tiny.analysis.reference": "halves",
-    "tiny.base.hidden_size": 32,
-    "tiny.base.intermediate_size": 64,
-    "tiny.base.num_hidden_layers": 1,
-    "tiny.base.pretrain_steps": 20,
-    "tiny.train.epochs": 1,
-    "tiny.methods.checkpoints.last": 1,
+    **QUICK,
+    "tiny.members": ["0-4"],
     "tiny.methods.mc_dropout.passes": 2,
     "tiny.methods.laplace.samples": 2,
-    "tiny.train.threads": 1,
-    "tiny.infer.threads": 1,
 }
 
 
