@@ -3,17 +3,15 @@
 Hub datasets, the original release files, the user's own csv/jsonl/parquet and the synthetic
 world all become plain records first and then go through the one Question validator. The
 hub is only one way in: every hub source also reads local files (``path=``), because the
-default machine has no network.
+default machine has no network. A hub read passes the pinned ``revision`` and every read is
+recorded (:class:`~lorauq.hub.SourceRead`), so the prepared data can say what it was made of.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +19,20 @@ import numpy as np
 import pandas as pd
 
 from lorauq.errors import DataError, did_you_mean
+from lorauq.hub import SourceRead, hub_items, hub_rows, rows_sha256
 from lorauq.questions import Record, existing_file, is_int, parquet_rows, questions_frame
-from lorauq.schema import LETTERS, MAX_CHOICES, MIN_CHOICES
+from lorauq.schema import LETTERS, MAX_CHOICES, MIN_CHOICES, QUESTION_COLUMNS
+from lorauq.sourcefiles import (
+    SPLIT_ALIASES,
+    csv_rows,
+    file_read,
+    int_or_raw,
+    json_objects,
+    local_items,
+)
 from lorauq.subjects import mmlu_group_of, mmlu_subjects
 from lorauq.synthetic import WorldSpec, synthetic_questions
-
-HUB_SOURCES = ("commonsense_qa", "mmlu", "arc_easy", "arc_challenge", "openbookqa")
-FILE_SOURCES = ("jsonl", "csv", "parquet")
-SOURCES = (*HUB_SOURCES, "synthetic", *FILE_SOURCES)
+from lorauq.twochoice import TWO_CHOICE_HUB, TWO_CHOICE_SPLITS, load_two_choice
 
 #: Hub id and config of the sources whose rows carry ``choices: {label, text}`` and
 #: ``answerKey`` (the hub schema) or ``question: {stem, choices: [...]}`` (original releases).
@@ -38,22 +42,18 @@ _KEYED_HUB = {
     "arc_challenge": ("allenai/ai2_arc", "ARC-Challenge"),
     "openbookqa": ("allenai/openbookqa", "main"),
 }
-#: Split names of those sources, with the aliases of the original releases (``dev``).
-_KEYED_SPLITS = {
-    "train": "train",
-    "validation": "validation",
-    "dev": "validation",
-    "val": "validation",
-    "test": "test",
-}
-#: Names a split's files may carry in a folder.
-_SPLIT_FILE_NAMES = {
-    "train": ("train",),
-    "validation": ("validation", "dev", "val"),
-    "test": ("test",),
-}
-
 MMLU_HUB_ID = "cais/mmlu"
+HUB_SOURCES = ("commonsense_qa", "mmlu", "arc_easy", "arc_challenge", "openbookqa", *TWO_CHOICE_HUB)
+FILE_SOURCES = ("jsonl", "csv", "parquet")
+SOURCES = (*HUB_SOURCES, "synthetic", *FILE_SOURCES)
+
+#: The splits each hub source has (MMLU's are its release folders: dev, val, test), so a
+#: split a source lacks is refused before any file or hub is touched, naming both.
+SOURCE_SPLITS: dict[str, tuple[str, ...]] = {
+    **{source: ("train", "validation", "test") for source in _KEYED_HUB},
+    "mmlu": ("dev", "val", "test"),
+    **TWO_CHOICE_SPLITS,
+}
 #: MMLU split (as in the release folders) → the ``cais/mmlu`` split name.
 _MMLU_SPLITS = {"dev": "dev", "val": "validation", "test": "test"}
 _MMLU_SPLIT_ALIASES = {"validation": "val"}
@@ -61,11 +61,37 @@ MMLU_CSV_HEADER = ["question", "choice0", "choice1", "choice2", "choice3", "answ
 #: MMLU's release files give the answer as an upper-case letter.
 _MMLU_LETTERS = LETTERS.upper()[:4]
 
+#: The hub commits this project pins, per dataset repository. None of these hubs is reachable
+#: from the machines the project is built on, so each SHA was taken from public code that
+#: pins the same repository (found by exact-string search of public GitHub sources), never
+#: guessed. A profile states its revision itself (``data.*.revision``); these are the values
+#: to copy (docs/params.md lists them per task of the Bayesian-LoRA protocol).
+PINNED_REVISIONS: dict[str, str] = {
+    # the paper profile's pins; public dataset-conversion code pins both at the same commits
+    "tau/commonsense_qa": "94630fe30dad47192a8546eb75f094926d47e155",
+    "cais/mmlu": "c30699e8356da336a370243923dbaf21066bb9fe",
+    # the same conversion code (its ARC-Challenge and ARC-Easy sources, and OpenBookQA "main")
+    "allenai/ai2_arc": "210d026faf9955653af8916fad021475a3f00453",
+    "allenai/openbookqa": "388097ea7776314e93a529163e0fea805b8a6454",
+    # several public evaluation suites pin WinoGrande (winogrande_xl) at this commit
+    "allenai/winogrande": "01e74176c63542e6b0bcb004dcdea22d94fb67b5",
+    # a public pin table of dataset sources (data/train-00000-of-00001.parquet at this commit)
+    "google/boolq": "35b264d03638db9f4ce671b711558bf7ff0f80d5",
+}
+
+
+@dataclass(frozen=True)
+class LoadedSource:
+    """A source's validated Question table and every read it was made of."""
+
+    frame: pd.DataFrame
+    reads: tuple[SourceRead, ...]
+
 
 # --------------------------------------------------------------------------- public API
 
 
-def load_questions(
+def load_source(
     source: str,
     split: str,
     *,
@@ -73,13 +99,17 @@ def load_questions(
     group: str | None = None,
     subjects: Sequence[str] | None = None,
     world: WorldSpec | None = None,
-) -> pd.DataFrame:
-    """Load one split of a source as a validated Question table (columns ``QUESTION_COLUMNS``).
+    revision: str | None = None,
+) -> LoadedSource:
+    """Load one split of a source as a validated Question table (columns ``QUESTION_COLUMNS``),
+    with what was read to make it.
 
     ``split`` may join parts with ``+`` (``"dev+val"``: the paper's MMLU training set).
     ``group``/``subjects`` select MMLU subjects (or filter the ``group``/``subject`` columns
     of the user's own files); other sources have no subjects to select. ``world`` is the
     synthetic world to generate (``source="synthetic"``; its default world when omitted).
+    ``revision`` is the hub commit every hub read passes to ``datasets.load_dataset``; local
+    files (``path``) are read as they are.
     """
     if source not in SOURCES:
         raise DataError(
@@ -88,87 +118,46 @@ def load_questions(
     if source == "synthetic":
         if path is not None:
             raise DataError("source 'synthetic' is generated, not read: it takes no path=")
-        return synthetic_questions(split, spec=world)
-    if (group is not None or subjects is not None) and source in _KEYED_HUB:
+        frame = synthetic_questions(split, spec=world)
+        records = frame[QUESTION_COLUMNS].to_dict("records")
+        read = SourceRead(source, split, rows=len(frame), sha256=rows_sha256(records))
+        return LoadedSource(frame, (read,))
+    if (group is not None or subjects is not None) and source not in ("mmlu", *FILE_SOURCES):
         raise DataError(f"source {source!r} has no subjects: group= and subjects= apply to mmlu")
     parts = [part.strip() for part in str(split).split("+")]
     if not all(parts):
         raise DataError(f"bad split {split!r}: empty split name")
     records: list[Record] = []
+    reads: list[SourceRead] = []
     for part in parts:
-        records.extend(_load_part(source, part, path, group, subjects))
+        records.extend(_load_part(source, part, path, group, subjects, revision, reads))
     frame = questions_frame(records)
     if frame.empty:
         raise DataError(
             f"{source} split {split!r}{f' from {path}' if path else ''}: no questions "
             f"(group={group!r}, subjects={subjects!r})"
         )
-    return frame
+    return LoadedSource(frame, tuple(reads))
 
 
-# --------------------------------------------------------------------------- validation
+def load_questions(source: str, split: str, **options: Any) -> pd.DataFrame:
+    """The Question table of :func:`load_source` (same arguments: ``path``, ``group``,
+    ``subjects``, ``world``, ``revision``), without the record of what was read."""
+    return load_source(source, split, **options).frame
 
 
-# --------------------------------------------------------------------------- file reading
-
-
-def _read_text(file: Path) -> str:
-    """UTF-8 text of a file (a BOM is dropped); undecodable bytes are a DataError, not garbage."""
-    try:
-        raw = file.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{file}: cannot read ({exc})") from exc
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
+def check_split(source: str, split: str) -> str:
+    """The canonical name of ``split`` for a hub source, or a DataError naming the source, the
+    split and the splits it has (BoolQ has no test split, MMLU no train split, …)."""
+    splits = SOURCE_SPLITS[source]
+    canonical = (_MMLU_SPLIT_ALIASES if source == "mmlu" else SPLIT_ALIASES).get(split, split)
+    if canonical not in splits:
+        hint = " (the paper trains on 'dev+val')" if source == "mmlu" and split == "train" else ""
         raise DataError(
-            f"{file}: line {line}: not UTF-8 text (undecodable byte 0x{raw[exc.start]:02x} at "
-            f"offset {exc.start}; re-save the file as UTF-8)"
-        ) from exc
-
-
-def _json_objects(file: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(location, object) of each JSON line; a ``.json`` file may also hold one JSON array."""
-    text = _read_text(file)
-    if file.suffix == ".json" and text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{file}: line {exc.lineno}: malformed JSON ({exc.msg})") from exc
-        located = [(f"item {n}", item) for n, item in enumerate(items, start=1)]
-    else:
-        located = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                located.append((f"line {number}", json.loads(line)))
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{file}: line {number}: malformed JSON ({exc.msg})") from exc
-    for where, item in located:
-        if not isinstance(item, dict):
-            raise DataError(f"{file}: {where}: expected a JSON object, got {type(item).__name__}")
-        yield where, item
-
-
-def _csv_rows(file: Path) -> Iterator[tuple[int, list[str]]]:
-    """(first line number, fields) of each CSV record, with a real parser (quoted newlines)."""
-    reader = csv.reader(io.StringIO(_read_text(file), newline=""))
-    line = 1
-    try:
-        for fields in reader:
-            if fields:
-                yield line, fields
-            line = reader.line_num + 1
-    except csv.Error as exc:
-        raise DataError(f"{file}: line {reader.line_num}: malformed CSV ({exc})") from exc
-
-
-def _int_or_raw(text: str) -> int | str:
-    """CSV answers arrive as text: an integer if it is one, else the text for the message."""
-    stripped = text.strip()
-    return int(stripped) if re.fullmatch(r"-?\d+", stripped) else text
+            f"{source} has no split {split!r}{did_you_mean(split, splits)}; its splits: "
+            f"{', '.join(splits)}{hint}"
+        )
+    return canonical
 
 
 # --------------------------------------------------------------------------- the user's files
@@ -201,7 +190,7 @@ def _user_record(
 
 def _jsonl_records(file: Path, split: str) -> list[Record]:
     records = []
-    for index, (where, item) in enumerate(_json_objects(file)):
+    for index, (where, item) in enumerate(json_objects(file)):
         missing = [key for key in ("question", "choices", "answer") if key not in item]
         if missing:
             raise DataError(
@@ -213,7 +202,7 @@ def _jsonl_records(file: Path, split: str) -> list[Record]:
 
 
 def _user_csv_records(file: Path, split: str) -> list[Record]:
-    rows = list(_csv_rows(file))
+    rows = list(csv_rows(file))
     if not rows:
         raise DataError(f"{file}: empty CSV file")
     header = [name.strip() for name in rows[0][1]]
@@ -236,7 +225,7 @@ def _user_csv_records(file: Path, split: str) -> list[Record]:
         while choices and not choices[-1].strip():  # rows with fewer choices leave cells empty
             choices.pop()
         item["choices"] = choices
-        item["answer"] = _int_or_raw(item["answer"])
+        item["answer"] = int_or_raw(item["answer"])
         for optional in ("id", "subject", "group", "source"):
             if optional in item and not item[optional].strip():
                 item[optional] = None
@@ -268,7 +257,9 @@ def _filter(records: list[Record], group: str | None, subjects: Sequence[str] | 
     return records
 
 
-def _load_user_file(source: str, split: str, path, group, subjects) -> list[Record]:
+def _load_user_file(
+    source: str, split: str, path, group, subjects, reads: list[SourceRead]
+) -> list[Record]:
     file = existing_file(path)
     if source == "jsonl":
         records = _jsonl_records(file, split)
@@ -276,32 +267,8 @@ def _load_user_file(source: str, split: str, path, group, subjects) -> list[Reco
         records = _user_csv_records(file, split)
     else:
         records = _parquet_records(file, split)
+    reads.append(file_read(file, source=source, split=split, rows=len(records)))
     return _filter(records, group, subjects)
-
-
-# --------------------------------------------------------------------------- the hub
-
-
-def _hub_rows(hub_id: str, config: str | None, split: str) -> list[dict[str, Any]]:
-    """Rows of one hub split; an unreachable or offline hub becomes a DataError pointing at path=.
-
-    ``trust_remote_code`` is never passed: the sources used here are plain data repositories.
-    """
-    import datasets
-
-    name = f"{hub_id}" + (f" (config {config})" if config else "")
-    try:
-        dataset = datasets.load_dataset(hub_id, config, split=split)
-    except OSError as exc:  # ConnectionError, OfflineModeIsEnabled, DatasetNotFoundError, HTTP
-        offline = os.environ.get("HF_HUB_OFFLINE", "0")
-        raise DataError(
-            f"cannot load {name} split {split!r} from the Hugging Face hub: the hub is "
-            f"unreachable or offline (HF_HUB_OFFLINE={offline}) [{type(exc).__name__}: {exc}]; "
-            "pass path= to local files instead"
-        ) from exc
-    except ValueError as exc:  # e.g. an unknown split
-        raise DataError(f"cannot load {name} split {split!r} from the hub: {exc}") from exc
-    return dataset.to_list()
 
 
 # --------------------------------------------------------------------------- CQA, ARC, OBQA
@@ -346,61 +313,15 @@ def _keyed_record(
     }
 
 
-def _split_files(folder: Path, split: str, source: str, config: str | None) -> list[Path]:
-    """Files of one split in a folder: ``train.jsonl``, ``dev_rand_split.jsonl``,
-    ``validation-00000-of-00001.parquet``, ``ARC-Easy-Dev.jsonl`` (also under ``<config>/``)."""
-    folders = [folder] + ([folder / config] if config and (folder / config).is_dir() else [])
-    folders += [f / "data" for f in folders if (f / "data").is_dir()]
-    pattern = re.compile(rf"(^|[-_.])({'|'.join(_SPLIT_FILE_NAMES[split])})([-_.]|$)")
-    other_arc = {"arc_easy": "challenge", "arc_challenge": "easy"}.get(source)
-    found = [
-        file
-        for f in folders
-        for file in sorted(f.iterdir())
-        if file.is_file()
-        and file.suffix in (".jsonl", ".json", ".parquet")
-        and pattern.search(file.stem.lower())
-        and not (other_arc and other_arc in file.name.lower())
-    ]
-    if not found:
-        names = ", ".join(_SPLIT_FILE_NAMES[split])
-        raise DataError(
-            f"{folder}: no {split} file for {source} (looked in {[str(f) for f in folders]} for "
-            f"*.jsonl/*.json/*.parquet named after {names}, e.g. {split}.jsonl, "
-            f"{_SPLIT_FILE_NAMES[split][-1]}_rand_split.jsonl)"
-        )
-    return found
-
-
-def _file_items(file: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    if file.suffix == ".parquet":
-        for number, item in enumerate(parquet_rows(file), start=1):
-            yield f"row {number}", item
-    else:
-        yield from _json_objects(file)
-
-
-def _load_keyed(source: str, split: str, path) -> list[Record]:
-    if split not in _KEYED_SPLITS:
-        raise DataError(
-            f"{source} has no split {split!r}{did_you_mean(split, _KEYED_SPLITS, cutoff=0)} "
-            "(train, validation (= dev), test)"
-        )
-    split = _KEYED_SPLITS[split]
+def _load_keyed(source: str, split: str, path, revision, reads: list[SourceRead]) -> list[Record]:
+    split = check_split(source, split)
     hub_id, config = _KEYED_HUB[source]
     if path is None:
-        origin = f"hub {hub_id}" + (f" ({config})" if config else "") + f" {split}"
-        located = [(f"row {n}", item) for n, item in enumerate(_hub_rows(hub_id, config, split), 1)]
-        sources = [(origin, located)]
+        sources = hub_items(source, hub_id, config, split, revision, reads)
     else:
-        root = Path(path)
-        if root.is_file():
-            files = [root]
-        elif root.is_dir():
-            files = _split_files(root, split, source, config)
-        else:
-            raise DataError(f"{root}: no such file or folder")
-        sources = [(str(file), list(_file_items(file))) for file in files]
+        other_arc = {"arc_easy": "challenge", "arc_challenge": "easy"}.get(source)
+        subfolders = (config,) if config else ()
+        sources = local_items(path, split, source, reads, subfolders=subfolders, exclude=other_arc)
     records = []
     for origin, located in sources:
         for index, (where, item) in enumerate(located):
@@ -413,14 +334,6 @@ def _load_keyed(source: str, split: str, path) -> list[Record]:
 
 
 # --------------------------------------------------------------------------- MMLU
-
-
-def _mmlu_split(split: str) -> str:
-    split = _MMLU_SPLIT_ALIASES.get(split, split)
-    if split not in _MMLU_SPLITS:
-        hint = " (the paper trains on 'dev+val')" if split == "train" else ""
-        raise DataError(f"mmlu has no split {split!r}; use dev, val (= validation) or test{hint}")
-    return split
 
 
 def _mmlu_record(
@@ -463,7 +376,7 @@ def _mmlu_file(root: Path, subject: str, split: str) -> Path:
 def _mmlu_csv_records(file: Path, subject: str, split: str) -> list[Record]:
     """Read either MMLU CSV layout: the original headerless one with a letter answer, or the
     ``question,choice0..3,answer`` export with an integer answer."""
-    rows = list(_csv_rows(file))
+    rows = list(csv_rows(file))
     if not rows:
         raise DataError(f"{file}: empty CSV file")
     first = [field.strip() for field in rows[0][1]]
@@ -481,7 +394,7 @@ def _mmlu_csv_records(file: Path, subject: str, split: str) -> list[Record]:
             raise DataError(f"{file}: {where}: expected 6 fields, got {len(fields)}")
         raw = fields[5].strip()
         if has_header:
-            answer: Any = _int_or_raw(raw)
+            answer: Any = int_or_raw(raw)
         elif raw in _MMLU_LETTERS:
             answer = _MMLU_LETTERS.index(raw)
         else:
@@ -492,16 +405,18 @@ def _mmlu_csv_records(file: Path, subject: str, split: str) -> list[Record]:
     return records
 
 
-def _load_mmlu(split: str, path, group, subjects) -> list[Record]:
-    split = _mmlu_split(split)
+def _load_mmlu(split: str, path, group, subjects, revision, reads: list[SourceRead]) -> list:
+    split = check_split("mmlu", split)
     chosen = mmlu_subjects(group, subjects)
     records: list[Record] = []
     if path is not None and not Path(path).is_dir():
         raise DataError(f"{path}: not a folder (mmlu path= holds dev/, test/, val/ of CSVs)")
     for subject in chosen:
         if path is None:
-            origin = f"hub {MMLU_HUB_ID} ({subject}) {_MMLU_SPLITS[split]}"
-            rows = _hub_rows(MMLU_HUB_ID, subject, _MMLU_SPLITS[split])
+            hub_split = _MMLU_SPLITS[split]
+            rows, read = hub_rows(MMLU_HUB_ID, subject, hub_split, revision, source="mmlu")
+            reads.append(read)
+            origin = f"hub {MMLU_HUB_ID} ({subject}) {hub_split}"
             records.extend(
                 _mmlu_record(
                     subject,
@@ -517,16 +432,22 @@ def _load_mmlu(split: str, path, group, subjects) -> list[Record]:
             )
         else:
             file = _mmlu_file(Path(path), subject, split)
-            records.extend(_mmlu_csv_records(file, subject, split))
+            subject_records = _mmlu_csv_records(file, subject, split)
+            reads.append(file_read(file, source="mmlu", split=split, rows=len(subject_records)))
+            records.extend(subject_records)
     return records
 
 
 # --------------------------------------------------------------------------- dispatch
 
 
-def _load_part(source: str, split: str, path, group, subjects) -> list[Record]:
+def _load_part(
+    source: str, split: str, path, group, subjects, revision, reads: list[SourceRead]
+) -> list[Record]:
     if source == "mmlu":
-        return _load_mmlu(split, path, group, subjects)
+        return _load_mmlu(split, path, group, subjects, revision, reads)
     if source in _KEYED_HUB:
-        return _load_keyed(source, split, path)
-    return _load_user_file(source, split, path, group, subjects)
+        return _load_keyed(source, split, path, revision, reads)
+    if source in TWO_CHOICE_HUB:
+        return load_two_choice(source, check_split(source, split), path, revision, reads)
+    return _load_user_file(source, split, path, group, subjects, reads)

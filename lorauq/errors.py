@@ -40,6 +40,28 @@ def did_you_mean(name: object, valid: Iterable[str], cutoff: float = 0.6) -> str
     return f" (did you mean {matches[0]!r}?)" if matches else ""
 
 
+def missing_hub_revision(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from, is the hub's "no such revision".
+
+    huggingface_hub raises ``RevisionNotFoundError``; ``datasets`` re-raises it as
+    ``DatasetNotFoundError("Revision '…' doesn't exist …")`` and transformers as a bare
+    ``OSError("… is not a valid git identifier …")``, both chained to the original, so the
+    chain is what tells a wrong pin from an offline hub.
+    """
+    try:
+        from huggingface_hub.errors import RevisionNotFoundError
+    except ImportError:  # pragma: no cover - huggingface_hub comes with transformers
+        return False
+    seen: BaseException | None = exc
+    for _ in range(16):  # a chain is short; the bound only guards against a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, RevisionNotFoundError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def exit_code(step: Callable[[], object]) -> int:
     """Run a command-line stage: 0, or 2 with the error's message (not a traceback) on stderr
     when it raises a :class:`LorauqError`; whatever ``step`` returns is printed."""

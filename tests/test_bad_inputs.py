@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import importlib
 import json
 import re
 import shutil
@@ -24,6 +25,7 @@ import pandas as pd
 import pytest
 import tinyworld as tw
 import torch
+import yaml
 
 from lorauq import errors
 from lorauq.config import LoraParams, load_params
@@ -111,6 +113,19 @@ def load_csv(ctx: Ctx, text: str):
     path = ctx.tmp / "q.csv"
     path.write_text(text, encoding="utf-8")
     return load_questions("csv", "train", path=path)
+
+
+def revision_not_found(repo: str, revision: str) -> Exception:
+    """huggingface_hub's error for a revision a hub repository does not have, as it raises it
+    (an HTTP 404 on the repository's revision URL)."""
+    from huggingface_hub import errors as hub_errors
+
+    httpx = importlib.import_module(hub_errors.Response.__module__.split(".")[0])
+    url = f"https://huggingface.co/api/{repo}/revision/{revision}"
+    response = httpx.Response(404, request=httpx.Request("GET", url))
+    return hub_errors.RevisionNotFoundError(
+        f"404 Client Error. Revision Not Found for url: {url}.", response=response
+    )
 
 
 def params(**overrides: Any):
@@ -255,6 +270,30 @@ def _(ctx: Ctx):
     load_questions("jsonl", "train", path=ctx.tmp / "nowhere.jsonl")
 
 
+@case("source-split-missing", DataError, "boolq has no split 'test'; its splits: train, validation")
+def _(ctx: Ctx):
+    load_questions("boolq", "test", revision="35b264d03638db9f4ce671b711558bf7ff0f80d5")
+
+
+@case(
+    "hub-dataset-revision-missing",
+    DataError,
+    "allenai/winogrande (config winogrande_s): revision 'v9.9' does not exist on the Hugging Face hub",
+)
+def _(ctx: Ctx):
+    import datasets
+    from datasets.exceptions import DatasetNotFoundError
+
+    def load_dataset(path, name=None, *, split, revision=None):
+        # what datasets raises (datasets/load.py) when the hub answers RevisionNotFoundError
+        raise DatasetNotFoundError(
+            f"Revision '{revision}' doesn't exist for dataset '{path}' on the Hub."
+        ) from revision_not_found(f"datasets/{path}", revision)
+
+    ctx.monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    load_questions("winogrande_s", "train", revision="v9.9")
+
+
 @case(
     "eval-set-empty-after-filter",
     DataError,
@@ -395,6 +434,29 @@ def _(ctx: Ctx):
         tw.BASE, kind="pretrained", model="package:pytest", gguf_file="m.gguf"
     )
     source_reference(params)
+
+
+@case(
+    "hub-model-revision-missing",
+    ModelError,
+    "org/model: revision 'v9.9' does not exist on the Hugging Face hub",
+)
+def _(ctx: Ctx):
+    import transformers
+
+    def from_pretrained(cls, reference, *, revision=None, **kwargs):
+        # what transformers raises (transformers/utils/hub.py) for RevisionNotFoundError
+        raise OSError(
+            f"{revision} is not a valid git identifier (branch name, tag name or commit id) that "
+            f"exists for this model name. Check the model page at "
+            f"'https://huggingface.co/{reference}' for available revisions."
+        ) from revision_not_found(f"models/{reference}", revision)
+
+    ctx.monkeypatch.setattr(
+        transformers.AutoModelForCausalLM, "from_pretrained", classmethod(from_pretrained)
+    )
+    params = dataclasses.replace(tw.BASE, kind="pretrained", model="org/model", revision="v9.9")
+    load_base_model("org/model", params)
 
 
 @case("gguf-base-not-exported", ModelError, "no dequantised base (config.json) of GGUF base")
@@ -664,6 +726,49 @@ def _(ctx: Ctx):
 
     ctx.monkeypatch.setenv("LORAUQ_PROGRESS", "widgets")
     return progress_bar(range(1), "x")
+
+
+@case("gpu-results-malformed", DataError, "h100.json.rows[1].tflops: 999 but 4·N·tokens/s is")
+def _(ctx: Ctx):
+    from workspace import load_script
+
+    results = load_script("gpu_results")
+    source = ROOT / "benchmarks" / "results" / "nvidia-h100-80gb-hbm3-2026-11-26.json"
+    payload = json.loads(source.read_text(encoding="utf-8"))
+    payload["rows"][1]["tflops"] = 999
+    path = ctx.tmp / "h100.json"
+    path.write_text(json.dumps(payload), encoding="utf-8")
+    results.read_results(path)
+
+
+@case("colab-run-unknown", ConfigError, "RUN: 'ensembel' is not a run (did you mean 'ensemble'?)")
+def _(ctx: Ctx):
+    from lorauq.colab import Settings
+
+    Settings(run="ensembel")
+
+
+@case(
+    "colab-ensemble-on-a-small-card",
+    ConfigError,
+    "RUN 'ensemble' trains 5 members jointly and needs an A100/H100 … Tesla T4 (14.7 GiB",
+)
+def _(ctx: Ctx):
+    from lorauq.colab import Card, Settings, overrides
+
+    raw = yaml.safe_load(PARAMS.read_text(encoding="utf-8"))
+    overrides(raw, Settings(run="ensemble"), Card("Tesla T4", (7, 5), 14.7))
+
+
+@case(
+    "colab-settings-missing",
+    ConfigError,
+    "colab-settings.json: no saved settings; run the parameters cell and the install cell first",
+)
+def _(ctx: Ctx):
+    from lorauq.colab import session
+
+    session(ctx.tmp)
 
 
 # --------------------------------------------------------------------------- the tests

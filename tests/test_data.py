@@ -194,11 +194,11 @@ def test_hub_rows_are_converted_and_split_names_mapped(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     cqa = load_questions("commonsense_qa", "dev")
-    assert calls[-1] == ("tau/commonsense_qa", None, {"split": "validation"})
+    assert calls[-1] == ("tau/commonsense_qa", None, {"split": "validation", "revision": None})
     assert cqa["id"].tolist() == ["h1"] and cqa["answer"].tolist() == [3]
     mmlu = load_questions("mmlu", "val", subjects=["anatomy", "virology"])
     assert [c[:2] for c in calls[-2:]] == [("cais/mmlu", "anatomy"), ("cais/mmlu", "virology")]
-    assert calls[-1][2] == {"split": "validation"}
+    assert calls[-1][2] == {"split": "validation", "revision": None}
     assert mmlu["id"].tolist() == ["anatomy-val-0", "virology-val-0"]
     assert mmlu["group"].tolist() == ["stem", "other"]
     assert all("trust_remote_code" not in kwargs for _, _, kwargs in calls)

@@ -54,20 +54,26 @@ def test_cpu_tiny_runs_the_lorauq_train_and_eval_paths(tmp_path):
     report = json.loads(out.read_text())
     assert report["device"] == "CPU" and report["dtype"] == "float32"
     phases = [(r["phase"], r["quantization"]) for r in report["results"]]
-    assert phases == [("train joint", "none"), ("train", "none"), ("evaluate", "none")]
+    assert phases == [
+        ("train joint", "none"),
+        ("evaluate joint", "none"),
+        ("train", "none"),
+        ("evaluate", "none"),
+    ]
     peak = report["matmul_peak_tflops"]
     assert peak > 0
     for row in report["results"]:
         assert row["tokens_per_s"] > row["questions_per_s"] > 0
         # FLOP/s is 4·N (train) or 2·N (evaluate) per token, and the fraction uses the peak.
         assert row["tflops"] == pytest.approx(row["fraction_of_peak"] * peak, rel=1e-6)
-        per_token = 2 if row["phase"] == "evaluate" else 4
+        per_token = 2 if row["phase"].startswith("evaluate") else 4
         n = report["block_parameters"]
         assert row["tflops"] * 1e12 == pytest.approx(per_token * n * row["tokens_per_s"], rel=1e-6)
     assert 0 < report["block_parameters"] < report["parameters"]
     assert "| train | none | 4 questions |" in proc.stdout
     assert "| train joint | none | 2×4 questions |" in proc.stdout
     assert "| evaluate | none |" in proc.stdout
+    assert "| evaluate joint | none | 2 members, 1024 tokens |" in proc.stdout
 
 
 def test_no_gpu_without_cpu_tiny_fails_clearly():
