@@ -54,7 +54,10 @@ UNCHECKED_ROOTS = (".dvc", ".git", ".gitignore", ".dvcignore")
 NEEDS_RUN = "needs dvc repro"
 
 #: Programs whose arguments name things of this repository.
-_PROGRAMS = ("make", "python", "python3", "dvc", "papermill", "pip", "conda", "jupytext", "sbatch")
+_PROGRAMS = (
+    *("make", "python", "python3", "bash", "sh", "dvc", "papermill", "pip", "conda"),
+    *("jupytext", "sbatch"),
+)
 
 #: Shell words that open or close a compound command; the command proper follows them.
 _SHELL_KEYWORDS = ("do", "then", "else", "for", "while", "if", "done", "fi", "time", "nice")
@@ -591,7 +594,11 @@ def _module_file(module: str) -> Path | None:
 
 
 def _check_flags(where: str, source: Path, words: list[str]) -> list[str]:
+    """Each ``--option`` appears, quoted, in the script; a shell script may pass options on to
+    its namesake ``.py`` (``gpu_evidence.sh`` to ``gpu_evidence.py``)."""
     text = source.read_text(encoding="utf-8")
+    if source.suffix == ".sh" and source.with_suffix(".py").is_file():
+        text += source.with_suffix(".py").read_text(encoding="utf-8")
     return [
         f"{where}: `{source.relative_to(ROOT)}` has no option `{flag}`"
         for flag in (w.split("=")[0] for w in words if w.startswith("--"))
@@ -627,6 +634,8 @@ def check_command(where: str, words: list[str], overrides: list[list[str]]) -> l
             for t in args
             if not t.startswith("-") and "=" not in t and t not in make_targets()
         ]
+    elif program in ("bash", "sh") and args and (script := _script_of(args[0])) is not None:
+        findings += _check_flags(where, script, args[1:])
     elif program in ("python", "python3"):
         if args[:1] == ["-m"] and len(args) > 1:
             module = args[1]
@@ -772,6 +781,7 @@ def _pipeline_findings(block: Block) -> list[str]:
     return findings
 
 
+@functools.cache
 def page_findings(page: str, text: str | None = None) -> tuple[list[str], list[list[str]]]:
     """Every name a page gives that does not exist, and the ``-S`` sets it shows."""
     if text is None:

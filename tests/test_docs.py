@@ -135,6 +135,7 @@ Run `make nosuch`, then `python scripts/nosuch.py` and `python scripts/gpu_check
 python -m lorauq.nosuch
 python -m lorauq params
 python -m benchmarks.run --nosuch
+bash scripts/gpu_evidence.sh --nosuch
 papermill notebooks/02_finetune.ipynb o.ipynb -p nosuch 1 -y '{overrides: {train.epoch: 3}}'
 dvc repro nostage
 pip install -r requirements-nosuch.txt
@@ -166,6 +167,7 @@ CAUGHT = [
     "`python -m lorauq.nosuch`: no such module",
     "`python -m lorauq params`: no such subcommand",
     "`benchmarks/run.py` has no option `--nosuch`",
+    "`scripts/gpu_evidence.sh` has no option `--nosuch`",
     "notebooks/02_finetune.ipynb has no parameter `nosuch`",
     "override `train.epoch` is not a params key",
     "`dvc repro nostage`: no stage `nostage`",
