@@ -97,6 +97,13 @@ def copy_repository(dest: Path, overrides: Mapping[str, Any] | None = None) -> P
     return dest
 
 
+def reproduced_copy(dest: Path, overrides: Mapping[str, Any] | None = None) -> Path:
+    """:func:`copy_repository` after a whole ``dvc repro`` of its experiment."""
+    repo = copy_repository(dest, overrides)
+    sh(repo, "dvc", "repro", timeout=1500)
+    return repo
+
+
 def load_script(name: str) -> ModuleType:
     """``scripts/<name>.py`` as a module: the scripts are not a package, tests call into them."""
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
