@@ -316,7 +316,8 @@ def compose(root: Path, overrides: Sequence[str]) -> Params:
 
     with tempfile.TemporaryDirectory() as scratch:
         for name in ("params.yaml", "compose.yaml"):
-            shutil.copy2(root / name, Path(scratch) / name)
+            with atomic_path(Path(scratch) / name) as tmp:
+                shutil.copy2(root / name, tmp)
         return load_params(compose_params(scratch, overrides))
 
 
@@ -588,7 +589,8 @@ def restore(s: Session) -> list[str]:
     else:
         done = [f"{copy_tree(kept / 'cache', s.root / '.dvc' / 'cache')} cache files back"]
         for name in SYNCED_FILES:
-            shutil.copy2(kept / name, s.root / name)
+            with atomic_path(s.root / name) as tmp:
+                shutil.copy2(kept / name, tmp)
         sh("dvc checkout || true  # unfinished stages are reported missing: expected", s.root)
         done.append("dvc checkout: the finished stages' outputs are back")
     return done + resume_finetune(s, kept)

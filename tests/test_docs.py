@@ -20,7 +20,7 @@ from pathlib import Path
 import docscan
 import pytest
 from docscan import NEEDS_RUN, ROOT
-from test_notebooks import QUICK
+from workspace import QUICK
 
 #: Pages another part of the project is rewriting, with what is known to be wrong there; the
 #: mark is strict, so the test fails as soon as the page is right and the entry must go.

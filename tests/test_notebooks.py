@@ -128,23 +128,6 @@ def test_saving_in_jupyterlab_updates_the_paired_script(tmp_path: Path) -> None:
     assert after.startswith(before.rstrip("\n"))
 
 
-# The smallest experiment that still runs every notebook: two members (Fig B compares halves),
-# one epoch, a base of a few thousand parameters.
-QUICK = {
-    "tiny.members": [0, 1],
-    "tiny.ensembles": {"lora_l2": {}},
-    "tiny.analysis.reference": "halves",
-    "tiny.base.hidden_size": 32,
-    "tiny.base.intermediate_size": 64,
-    "tiny.base.num_hidden_layers": 1,
-    "tiny.base.pretrain_steps": 20,
-    "tiny.train.epochs": 1,
-    "tiny.methods.checkpoints.last": 1,  # a snapshot of the one epoch there is
-    "tiny.train.threads": 1,
-    "tiny.infer.threads": 1,
-}
-
-
 def _outputs(path: Path) -> list[dict]:
     return [
         out for cell in nbformat.read(path, as_version=4).cells for out in cell.get("outputs", [])
@@ -162,7 +145,7 @@ def _text(output: dict) -> str:
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory) -> Path:
     """A copy of the repository after ``dvc repro`` of the QUICK experiment (about 1.5 min)."""
-    from workspace import copy_repository, sh
+    from workspace import QUICK, copy_repository, sh
 
     repo = copy_repository(tmp_path_factory.mktemp("quick") / "repo", QUICK)
     sh(repo, "dvc", "repro", timeout=1500)

@@ -110,3 +110,20 @@ def load_script(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# The smallest experiment that still runs every notebook: two members (Fig B compares halves),
+# one epoch, a base of a few thousand parameters.
+QUICK = {
+    "tiny.members": [0, 1],
+    "tiny.ensembles": {"lora_l2": {}},
+    "tiny.analysis.reference": "halves",
+    "tiny.base.hidden_size": 32,
+    "tiny.base.intermediate_size": 64,
+    "tiny.base.num_hidden_layers": 1,
+    "tiny.base.pretrain_steps": 20,
+    "tiny.train.epochs": 1,
+    "tiny.methods.checkpoints.last": 1,  # a snapshot of the one epoch there is
+    "tiny.train.threads": 1,
+    "tiny.infer.threads": 1,
+}
