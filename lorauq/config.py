@@ -148,8 +148,16 @@ class TrainParams:
     joint: bool = True
     #: How an epoch's questions become batches: ``bucketed`` (length-sorted windows, little
     #: padding: the fast default) or ``shuffle`` (plain random batches, as the paper's authors
-    #: trained; the paper profile's choice). Both orders depend only on (member, epoch).
+    #: trained; the paper profile's choice). Both orders depend only on (member, epoch) and,
+    #: with ``batch_order: ensemble``, the ensemble.
     batching: Literal["bucketed", "shuffle"] = "bucketed"
+    #: Whose batch order a member sees: ``ensemble``, its own per (ensemble, member, epoch),
+    #: so member m of two ensembles draws different orders, as in the paper's authors' code
+    #: (their loader shuffles from the global RNG after the rank-dependent LoRA init); or
+    #: ``shared``, one order per (member, epoch) for every ensemble, so ensembles that differ
+    #: in one setting are compared at equal data orders (less variance, but members of two
+    #: ensembles then train in lockstep and agree more than independent runs would).
+    batch_order: Literal["ensemble", "shared"] = "ensemble"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,9 +80,19 @@ def encode_training_set(
     return EncodedQuestions(sequences, letters[frame["answer"].to_numpy()])
 
 
-def _epoch_generator(member: int, epoch: int) -> torch.Generator:
-    """Data order depends on (member, epoch) alone, so a resumed run draws the same batches."""
-    return torch.Generator().manual_seed(1_000_003 * member + epoch)
+def batch_order_stream(train: TrainParams, ensemble: str) -> int:
+    """The ensemble's part of the batch-order seed (``train.batch_order``): 0 when every
+    ensemble shares member m's orders, else a 31-bit CRC-32 of the ensemble's name (stable
+    across machines and Python runs, unlike ``hash``), never 0."""
+    if train.batch_order == "shared":
+        return 0
+    return (zlib.crc32(ensemble.encode("utf-8")) & 0x7FFF_FFFF) or 1
+
+
+def _epoch_generator(member: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """Data order depends on (stream, member, epoch) alone, so a resumed run draws the same
+    batches; stream 0 (the shared order) keeps the seeds of (member, epoch) alone."""
+    return torch.Generator().manual_seed((stream << 32) + 1_000_003 * member + epoch)
 
 
 def training_state(
@@ -290,11 +301,13 @@ def train_member(
     train: TrainParams,
     template: str = "paper",
     progress: bool = True,
+    order_stream: int = 0,
 ) -> list[dict]:
     """Train member ``member`` for ``train.epochs`` epochs, resuming after the last complete one.
 
     Returns one log entry per epoch (mean loss, prior term, seconds, tokens). ``base_model``
-    is wrapped by peft in place; pass a fresh base for each member.
+    is wrapped by peft in place; pass a fresh base for each member. ``order_stream`` is the
+    ensemble's part of the batch-order seed (:func:`batch_order_stream`).
     """
     member_dir = Path(member_dir)
     data = encode_training_set(tokenizer, train_frame, template, train.max_length)
@@ -318,7 +331,10 @@ def train_member(
         for epoch in range(last + 1, train.epochs + 1):
             model.train()
             order = training_batches(
-                data.lengths, train.batch_size, train.batching, _epoch_generator(member, epoch)
+                data.lengths,
+                train.batch_size,
+                train.batching,
+                _epoch_generator(member, epoch, order_stream),
             )
             losses, priors, tokens = [], [], 0
             start = time.perf_counter()  # tqdm's clock stands still when the bar is disabled

@@ -212,9 +212,35 @@ def _(ctx: Ctx):
     load_jsonl(ctx, GOOD, {**GOOD, "answer": 3})
 
 
-@case("answer-not-an-integer", DataError, "q.csv: row 1 (line 2): answer must be an integer")
+@case(
+    "answer-neither-index-nor-letter",
+    DataError,
+    "q.csv: row 1 (line 2): answer 'maybe' is neither a 0-based index nor a letter A-B",
+)
 def _(ctx: Ctx):
-    load_csv(ctx, "question,choice0,choice1,answer\nPick one,x,y,b\n")
+    load_csv(ctx, "question,choice0,choice1,answer\nPick one,x,y,maybe\n")
+
+
+@case(
+    "answer-letter-outside-choices",
+    DataError,
+    "q.csv: row 2 (line 3): answer 'D' is not one of the row's letters A-C (3 choices)",
+)
+def _(ctx: Ctx):
+    load_csv(ctx, "question,choice0,choice1,choice2,answer\nPick one,x,y,z,B\nPick two,x,y,z,D\n")
+
+
+@case(
+    "csv-unclosed-quote",
+    DataError,
+    "q.csv: row 2 (line 3): 2 fields, header has 5 (a field runs over several lines",
+)
+def _(ctx: Ctx):
+    load_csv(
+        ctx,
+        'question,choice0,choice1,choice2,answer\nPick one,x,y,z,B\nPick two,"x,y,z,0\n'
+        "Pick three,x,y,z,1\n",
+    )
 
 
 @case("duplicate-ids", DataError, "q.jsonl: line 2: duplicate id 'q1' (first at … line 1)")
@@ -253,6 +279,18 @@ def _(ctx: Ctx):
 @case("csv-ragged-row", DataError, "q.csv: row 2 (line 3): 3 fields, header has 4")
 def _(ctx: Ctx):
     load_csv(ctx, "question,choice0,choice1,answer\nPick one,x,y,0\nPick two,x,1\n")
+
+
+@case(
+    "source-path-untracked",
+    ConfigError,
+    "tiny.data.eval.mine.path: … is outside data/sources/, the folder the prepare stage depends on",
+)
+def _(ctx: Ctx):
+    from lorauq.stages.prepare import check_tracked_paths
+
+    spec = {"source": "csv", "split": "test", "path": str(ctx.tmp / "mine.csv")}
+    check_tracked_paths(params(**{"tiny.data.eval.mine": spec}), ROOT)
 
 
 @case(

@@ -62,7 +62,7 @@ def _mc_dropout(params: Params, layout: Layout, progress: bool) -> tuple[pd.Data
     from lorauq.methods.dropout import dropout_samples
     from lorauq.questions import read_prepared
     from lorauq.stages.infer import eval_sets
-    from lorauq.train import train_member
+    from lorauq.train import batch_order_stream, train_member
 
     spec = params.ensemble(params.main_ensemble)
     m = params.methods.mc_dropout
@@ -78,6 +78,7 @@ def _mc_dropout(params: Params, layout: Layout, progress: bool) -> tuple[pd.Data
         train=spec.train,
         template=params.data.template,
         progress=progress,
+        order_stream=batch_order_stream(spec.train, params.main_ensemble),
     )
     final = completed_epochs(folder)[-1]
     model, tokenizer = load_base(params.base, layout.base)  # fresh: peft wrapped the first
