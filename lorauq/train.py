@@ -91,8 +91,12 @@ def batch_order_stream(train: TrainParams, ensemble: str) -> int:
 
 def _epoch_generator(member: int, epoch: int, stream: int = 0) -> torch.Generator:
     """Data order depends on (stream, member, epoch) alone, so a resumed run draws the same
-    batches; stream 0 (the shared order) keeps the seeds of (member, epoch) alone."""
-    return torch.Generator().manual_seed((stream << 32) + 1_000_003 * member + epoch)
+    batches; stream 0 (the shared order) keeps the seeds of (member, epoch) alone. Another
+    stream hashes all three into 32 bits: torch's CPU generator (mt19937) keeps only the low
+    32 bits of a seed, so a stream in the high bits would change nothing."""
+    if stream == 0:
+        return torch.Generator().manual_seed(1_000_003 * member + epoch)
+    return torch.Generator().manual_seed(zlib.crc32(f"{stream}-{member}-{epoch}".encode()))
 
 
 def training_state(
