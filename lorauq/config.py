@@ -336,6 +336,11 @@ _SECTIONS = {
 }
 
 
+def config_sections() -> dict[str, type]:
+    """The sections of a profile and their dataclasses, in ``params.yaml``'s order."""
+    return dict(_SECTIONS)
+
+
 def _check_type(value: Any, hint: Any, where: str) -> Any:
     """Coerce ``value`` to ``hint`` where lossless (int → float), else raise naming ``where``."""
     origin = typing.get_origin(hint)

@@ -568,6 +568,7 @@ def test_gradient_checkpointing_gives_the_same_members(world, tmp_path):
         lora=lora,
         train=dataclasses.replace(TRAIN, epochs=1, gradient_checkpointing=True),
         progress=False,
+        order_stream=ORDER_STREAM,
     )
     assert not base.is_activation_checkpointing  # the base is given back as it came
     for member in (0, 1):
