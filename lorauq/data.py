@@ -177,7 +177,7 @@ def user_answer(answer: Any, choices: Any, *, file: Path, where: str) -> Any:
     if isinstance(index, int):
         return index
     letter = answer.strip().strip("()").strip().lower()
-    n_choices = len(choices) if isinstance(choices, list) else 0
+    n_choices = len(choices) if isinstance(choices, (list, tuple, np.ndarray)) else 0
     last = LETTERS[min(max(n_choices, 1), MAX_CHOICES) - 1].upper()
     if len(letter) != 1 or letter not in LETTERS:
         raise DataError(

@@ -2,10 +2,10 @@
 
 Member m trained here is member m of :func:`lorauq.train.train_member`, to float rounding:
 the same initial A (peft's own init after ``torch.manual_seed(m)``), the same batches in the
-same order (``training_batches`` with the generator of (ensemble's order stream, m,
-epoch)), its own loss (its
-cross-entropy on its own batch + λ·Σ‖B·A‖²_F of its own weights), its own AdamW, its own
-gradient-norm clip, its own loss scaler (float16) and its own dropout RNG. At every step the
+same order (``training_batches`` with the generator of (the ensemble's order stream, m,
+epoch)), its own loss (its cross-entropy on its own batch + λ·Σ‖B·A‖²_F of its own
+weights), its own AdamW, its own gradient-norm clip, its own loss scaler (float16) and its
+own dropout RNG. At every step the
 members' batches are concatenated (left-padded to the widest; positions restart at each
 row's first token, so the padding changes nothing) and run as one forward and one backward
 through the base with stacked adapters (``lorauq.stacked``). Since the members' weights are
