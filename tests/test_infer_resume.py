@@ -43,7 +43,7 @@ _CHILD = textwrap.dedent(
             time.sleep(600)  # the parent SIGKILLs us here
         return real(*args, epoch=epoch, **kwargs)
 
-    lorauq.readout.evaluate_sets = evaluate_all
+    lorauq.infer.evaluate_sets = evaluate_all
     lorauq.infer.evaluate_member(
         load_base_model(str(base_dir), tw.BASE),
         load_tokenizer(str(base_dir), tw.BASE),
