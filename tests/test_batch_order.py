@@ -21,7 +21,7 @@ from lorauq.batching import training_batches
 from lorauq.config import TrainParams, load_params
 from lorauq.layout import Layout
 from lorauq.stages import finetune
-from lorauq.train import _epoch_generator, batch_order_stream
+from lorauq.train import batch_order_stream, epoch_generator
 
 ROOT = Path(__file__).resolve().parents[1]
 ENSEMBLE = TrainParams(batch_order="ensemble")
@@ -30,7 +30,7 @@ LENGTHS = [5 + (i * 7) % 23 for i in range(64)]
 
 
 def order(stream: int, member: int = 0, epoch: int = 1, batching: str = "shuffle") -> list:
-    batches = training_batches(LENGTHS, 8, batching, _epoch_generator(member, epoch, stream))
+    batches = training_batches(LENGTHS, 8, batching, epoch_generator(member, epoch, stream))
     return [list(map(int, batch)) for batch in batches]
 
 
@@ -46,7 +46,7 @@ def test_streams() -> None:
 def test_shared_stream_keeps_the_seed_of_member_and_epoch() -> None:
     legacy = torch.Generator().manual_seed(1_000_003 * 2 + 3)
     assert torch.equal(
-        torch.randperm(50, generator=_epoch_generator(2, 3, 0)),
+        torch.randperm(50, generator=epoch_generator(2, 3, 0)),
         torch.randperm(50, generator=legacy),
     )
 
