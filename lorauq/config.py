@@ -47,6 +47,7 @@ __all__ = [
     "SourceSpec",
     "TrainParams",
     "build_section",
+    "config_sections",
     "load_params",
     "resolve_params",
     "stage_lists",

@@ -49,6 +49,7 @@ __all__ = [
     "check_split",
     "load_questions",
     "load_source",
+    "user_answer",
 ]
 
 #: Hub id and config of the sources whose rows carry ``choices: {label, text}`` and

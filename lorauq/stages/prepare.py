@@ -25,7 +25,14 @@ from lorauq.layout import Layout
 from lorauq.questions import save_questions
 from lorauq.tiny.world import WorldSpec
 
-__all__ = ["MANIFEST", "MANIFEST_FORMAT", "run", "split_calibration"]
+__all__ = [
+    "MANIFEST",
+    "MANIFEST_FORMAT",
+    "SOURCES_DIR",
+    "check_tracked_paths",
+    "run",
+    "split_calibration",
+]
 
 #: The manifest's file name inside ``data/prepared``.
 MANIFEST = "manifest.json"
