@@ -104,7 +104,7 @@ def active_profile(root: str | Path = ".") -> str:
     """The ``profile`` the workspace's ``params.yaml`` selects (what ``dvc repro`` would run)."""
     import yaml
 
-    path = Path(root) / "params.yaml"
+    path = Path(root).resolve() / "params.yaml"
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:

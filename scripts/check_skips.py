@@ -18,8 +18,8 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = ["ALLOWED", "Skip", "disallowed", "skips"]
 
@@ -31,8 +31,7 @@ ALLOWED = (
 )
 
 
-@dataclass(frozen=True)
-class Skip:
+class Skip(NamedTuple):
     """One skipped test: ``classname::name`` and the reason pytest recorded."""
 
     test: str
