@@ -71,7 +71,7 @@ repro: setup
 	dvc metrics show
 
 test: setup-dev
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q$(if $(PYTEST_ARGS), $(PYTEST_ARGS))
 
 # The edit loop: every test not marked slow (none trains or runs a stage; tests/slow_policy.py).
 test-fast: setup-dev
