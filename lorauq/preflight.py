@@ -23,7 +23,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from lorauq.errors import ConfigError
+from lorauq.errors import ConfigError, exit_code
 
 __all__ = ["active_profile", "check_cuda_torch", "check_git_identity", "use_profile"]
 
@@ -132,7 +132,6 @@ def use_profile(name: str = DEFAULT_PROFILE, root: str | Path = ".") -> str | No
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m lorauq.preflight CHECK``: one check of a Makefile route, status 2 if it fails."""
     import argparse
-    import sys
 
     parser = argparse.ArgumentParser(prog="python -m lorauq.preflight", description=main.__doc__)
     checks = parser.add_subparsers(dest="check", required=True)
@@ -141,26 +140,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     profile = checks.add_parser("profile", help="switch params.yaml to a profile (make repro)")
     profile.add_argument("name", nargs="?", default=DEFAULT_PROFILE)
     args = parser.parse_args(argv)
-    try:
-        if args.check == "git-identity":
-            check_git_identity()
-        elif args.check == "cuda-torch":
-            print(f"torch {check_cuda_torch()} with CUDA: kept")
-        else:
-            previous = use_profile(args.name)
-            if previous is None:
-                print(f"params.yaml: profile {args.name}")
-            else:
-                print(
-                    f"params.yaml selected profile {previous!r} (left by `dvc exp run -S "
-                    f"profile={previous}`, e.g. make smol); switched it back to {args.name!r}, "
-                    f"as `python -m lorauq.compose profile={args.name}` does. To run "
-                    f"{previous!r} again: dvc exp run -S profile={previous}"
-                )
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: _run(args.check, getattr(args, "name", DEFAULT_PROFILE)))
+
+
+def _run(check: str, profile: str) -> str:
+    """One check of :func:`main`; what it found, as a line for the make log."""
+    if check == "git-identity":
+        name, email = check_git_identity()
+        return f"git identity: {name} <{email}>"
+    if check == "cuda-torch":
+        return f"torch {check_cuda_torch()} with CUDA: kept"
+    previous = use_profile(profile)
+    if previous is None:
+        return f"params.yaml: profile {profile}"
+    return (
+        f"params.yaml selected profile {previous!r} (left by `dvc exp run -S "
+        f"profile={previous}`, e.g. make smol); switched it back to {profile!r}, "
+        f"as `python -m lorauq.compose profile={profile}` does. To run "
+        f"{previous!r} again: dvc exp run -S profile={previous}"
+    )
 
 
 if __name__ == "__main__":
