@@ -242,6 +242,7 @@ def test_smol_without_a_git_identity_stops_before_dvc_exp_run(project: Path) -> 
     # with one, the same target goes on to the experiment
     done, lines = _make(project, "smol", **IDENTITY)
     assert done.returncode == 0, done.stderr
-    assert _index(lines, "python -m lorauq.preflight git-identity") < _index(
-        lines, "dvc exp run -S profile=smol"
-    )
+    run = _index(lines, "dvc exp run -S profile=smol")
+    assert _index(lines, "python -m lorauq.preflight git-identity") < run
+    # offline; no HF_HOME of make's own: the hub library's default cache, as for plain dvc
+    assert lines[run + 1] == "dvc-env HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_HOME= HF_TOKEN="
