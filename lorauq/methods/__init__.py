@@ -5,3 +5,5 @@ so the analysis that reads an ensemble (entropy, expected entropy, mutual inform
 every method the same way. All of them start from the main ensemble's members: once per
 member where a method needs nothing else, from member 0 where it fits or trains.
 """
+
+__all__: list[str] = []

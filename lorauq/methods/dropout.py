@@ -16,7 +16,9 @@ import torch
 
 from lorauq.config import InferParams
 from lorauq.errors import ConfigError, StoreError
-from lorauq.infer import encode_eval_sets, letter_table, tag_table
+from lorauq.readout import encode_eval_sets, letter_table, tag_table
+
+__all__ = ["dropout_samples"]
 
 
 def _active_dropout(model, dropout: float) -> int:

@@ -27,6 +27,22 @@ from lorauq.uncertainty import (
     predictive_entropy,
 )
 
+__all__ = [
+    "BEST",
+    "COLUMNS",
+    "FINAL",
+    "IN_DOMAIN",
+    "ONE_SAMPLE",
+    "SHORT",
+    "SPREAD_METRICS",
+    "MethodRuns",
+    "at_best_epoch",
+    "best_epoch",
+    "comparison",
+    "method_rows",
+    "summary",
+]
+
 #: Metrics with a standard deviation over runs beside them.
 SPREAD_METRICS = ("accuracy", "nll", "ece", "brier", "auroc_mi", "auroc_entropy")
 #: The columns of reports/methods.csv: which read-out, the analysis's metrics of the mean

@@ -29,6 +29,8 @@ from lorauq.methods import posthoc
 from lorauq.model import load_base, set_threads
 from lorauq.store import read_logits, write_logits
 
+__all__ = ["COST", "PER_MEMBER", "main", "member_unit", "method_dir", "peak_memory", "run"]
+
 
 def method_dir(layout: Layout, name: str) -> Path:
     return layout.root / "data" / "methods" / name
@@ -100,8 +102,9 @@ def _mc_dropout(params: Params, layout: Layout, progress: bool) -> tuple[pd.Data
 def _calibration_logits(params: Params, layout: Layout) -> pd.DataFrame:
     """Every member's final adapter on the held-out rows: one base load, the rows encoded
     once, the adapters in turn (as inference does without joint evaluation)."""
-    from lorauq.infer import encode_eval_sets, evaluate_in_turn
+    from lorauq.infer import evaluate_in_turn
     from lorauq.questions import read_prepared
+    from lorauq.readout import encode_eval_sets
 
     model, tokenizer = load_base(params.base, layout.base)
     encoded = encode_eval_sets(
