@@ -25,7 +25,15 @@ from pathlib import Path
 
 from lorauq.errors import ConfigError, exit_code
 
-__all__ = ["active_profile", "check_cuda_torch", "check_git_identity", "use_profile"]
+__all__ = [
+    "DEFAULT_PROFILE",
+    "TORCH_FLOOR",
+    "active_profile",
+    "check_cuda_torch",
+    "check_git_identity",
+    "main",
+    "use_profile",
+]
 
 #: The oldest torch lorauq runs on: transformers 5 disables an older one (pyproject.toml says so).
 TORCH_FLOOR = (2, 6)
