@@ -817,6 +817,29 @@ def _(ctx: Ctx):
     session(ctx.tmp)
 
 
+@case(
+    "git-identity-missing",
+    ConfigError,
+    "git config user.name and user.email: not set in … needs a git identity … "
+    "git config --global user.name",
+)
+def _(ctx: Ctx):
+    import subprocess
+
+    from lorauq.preflight import check_git_identity
+
+    # a clone on a machine where git was never told who you are: no global, system or
+    # environment identity (tests/test_makefile.py runs make smol itself in that state)
+    for role in ("AUTHOR", "COMMITTER"):
+        for key in ("NAME", "EMAIL"):
+            ctx.monkeypatch.delenv(f"GIT_{role}_{key}", raising=False)
+    ctx.monkeypatch.setenv("HOME", str(ctx.tmp))
+    ctx.monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    ctx.monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(ctx.tmp / "no-gitconfig"))
+    subprocess.run(["git", "init", "-q", str(ctx.tmp / "clone")], check=True)
+    check_git_identity(ctx.tmp / "clone")
+
+
 # --------------------------------------------------------------------------- the tests
 
 
