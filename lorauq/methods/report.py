@@ -31,7 +31,7 @@ from lorauq.uncertainty import (
 SPREAD_METRICS = ("accuracy", "nll", "ece", "brier", "auroc_mi", "auroc_entropy")
 #: The columns of reports/methods.csv: which read-out, the analysis's metrics of the mean
 #: prediction and the mean uncertainties (AURC aside), the two OOD AUROCs, their spread over
-#: runs, then cost.
+#: runs, then cost in passes (the machine's memory and time are in ``reports/costs/``).
 COLUMNS = [
     "method",
     "eval_set",
@@ -45,7 +45,6 @@ COLUMNS = [
     *(f"{metric}_std" for metric in SPREAD_METRICS),
     "finetune_passes",
     "eval_passes",
-    "stage_peak_rss_mib",
 ]
 ONE_SAMPLE = "one sample: MI is 0 by construction and cannot rank"
 IN_DOMAIN = "in-domain set: the reference the other sets are told from"
@@ -136,9 +135,6 @@ def method_rows(
             "samples": cells[0]["samples"],
             "finetune_passes": method.info.get("finetune_passes", "not recorded"),
             "eval_passes": method.info.get("eval_passes", "not recorded"),
-            "stage_peak_rss_mib": method.info.get(
-                "peak_rss_mib", "not measured: its stages are the experiment's own"
-            ),
         }
         for metric in COLUMNS[COLUMNS.index("accuracy") : COLUMNS.index("accuracy_std")]:
             mean, std = _combine([c[metric] for c in cells], method.one_run)

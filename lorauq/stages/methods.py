@@ -5,8 +5,9 @@ store's schema (sample s as member s, at the main ensemble's final epoch);
 ``runs/member-<m>.parquet`` its runs from the other members, for the methods made from one
 member's logits or adapter alone (:data:`PER_MEMBER`: ``single`` and ``checkpoints`` from
 stored logits, ``temperature`` from the final adapter); ``linearised.parquet`` Laplace's
-probit read-out; ``info.json`` what the method fitted, what it cost (fine-tuning and
-evaluation passes relative to one member) and the stage's peak memory. ``laplace`` starts
+probit read-out; ``info.json`` what the method fitted and what it cost (fine-tuning and
+evaluation passes relative to one member); ``reports/costs/method-<name>.json`` the stage's
+peak memory on this machine (a measurement, kept apart from the results). ``laplace`` starts
 from member 0's final adapter, ``mc_dropout`` from its seed (it trains its own member, with
 LoRA dropout).
 """
@@ -32,6 +33,12 @@ from lorauq.store import read_logits, write_logits
 
 def method_dir(layout: Layout, name: str) -> Path:
     return layout.root / "data" / "methods" / name
+
+
+def cost_file(layout: Layout, name: str) -> Path:
+    """Where stage ``method@<name>`` records this machine's peak memory: apart from its
+    samples and ``info.json``, so that their hashes depend on the experiment alone."""
+    return layout.reports / "costs" / f"method-{name}.json"
 
 
 def member_unit(params: Params, member: int = 0) -> str:
@@ -239,8 +246,9 @@ def run(params: Params, name: str, layout: Layout = Layout(), progress: bool = T
         write_logits(rows, folder / f"{read_out}.parquet")
     for member, rows in runs.items():
         write_logits(rows, folder / "runs" / f"member-{member}.parquet")
-    info = {**info, "runs": 1 + len(runs), **peak_memory()}
+    info = {**info, "runs": 1 + len(runs)}
     write_text_atomic(folder / "info.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
+    write_text_atomic(cost_file(layout, name), json.dumps(peak_memory(), indent=1) + "\n")
     return write_logits(table, folder / "samples.parquet")
 
 
