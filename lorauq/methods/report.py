@@ -14,18 +14,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from lorauq.analysis import METRICS, probability_cube
-from lorauq.uncertainty import (
-    accuracy,
-    auroc,
-    brier,
-    ece,
-    ensemble_mean,
-    expected_entropy,
-    mutual_information,
-    nll,
-    predictive_entropy,
+from lorauq.analysis import (
+    METRICS,
+    common_epochs,
+    ensemble_summary,
+    eval_set_cubes,
+    ood_aurocs,
+    probability_cube,
 )
+from lorauq.uncertainty import ensemble_mean, nll
 
 #: Metrics with a standard deviation over runs beside them.
 SPREAD_METRICS = ("accuracy", "nll", "ece", "brier", "auroc_mi", "auroc_entropy")
@@ -64,44 +61,37 @@ class MethodRuns:
     one_sample: str = ONE_SAMPLE
 
 
-def _scores(probs: np.ndarray) -> dict[str, np.ndarray]:
-    return {"mi": mutual_information(probs), "entropy": predictive_entropy(probs)}
+#: The methods table's AUROC columns and the score of :data:`lorauq.analysis.OOD_SCORES`
+#: each reads.
+AUROC_SCORES = {"auroc_mi": "mutual_information", "auroc_entropy": "predictive_entropy"}
+NO_LABELS = "no labelled questions"
 
 
 def _run_metrics(table: pd.DataFrame, in_domain: str, n_bins: int, readout: str, one_sample):
-    """Per eval set of one run (one epoch): the metrics, AUROCs and the epoch."""
-    cubes = {s: probability_cube(table, s, readout) for s in dict.fromkeys(table["eval_set"])}
+    """Per eval set of one run (one epoch): the metrics, AUROCs and the epoch, by the
+    analysis's own definitions (:func:`lorauq.analysis.ensemble_summary`,
+    :func:`lorauq.analysis.ood_aurocs`), so the ensemble's row is metrics.json's numbers."""
+    cubes = {cube.eval_set: cube for cube in eval_set_cubes(table, readout)}
     inside = cubes.get(in_domain)
-    reference = None if inside is None else _scores(inside.probs[:, -1])
     out = {}
     for eval_set, cube in cubes.items():
-        probs = cube.probs[:, -1]
-        labelled = cube.labelled
-        p_bar = ensemble_mean(probs)[labelled]
-        answers = cube.answers[labelled]
-        row = {
-            "epoch": int(cube.epochs[-1]),
-            "samples": cube.n_members,
-            "accuracy": accuracy(p_bar, answers),
-            "nll": nll(p_bar, answers),
-            "ece": ece(p_bar, answers, n_bins=n_bins),
-            "brier": brier(p_bar, answers),
-            "predictive_entropy": float(np.mean(predictive_entropy(probs))),
-            "expected_entropy": float(np.mean(expected_entropy(probs))),
-            "mutual_information": float(np.mean(mutual_information(probs))),
-        }
-        for score in ("mi", "entropy"):
+        epoch = int(cube.epochs[-1])
+        summary = ensemble_summary(cube.ensemble(epoch), cube.answers, n_bins)
+        row = {"epoch": epoch, "samples": cube.n_members}
+        row |= {m: summary.get(m, NO_LABELS) for m in METRICS if m != "aurc"}
+        shared = [] if inside is None else common_epochs(inside, cube)
+        aurocs = ood_aurocs(inside, cube, shared[-1]) if shared and eval_set != in_domain else {}
+        for column, score in AUROC_SCORES.items():
             if eval_set == in_domain:
-                row[f"auroc_{score}"] = IN_DOMAIN
+                row[column] = IN_DOMAIN
             elif inside is None:
-                row[f"auroc_{score}"] = f"no in-domain set {in_domain!r} to tell it from"
-            elif score == "mi" and cube.n_members == 1:
-                row[f"auroc_{score}"] = one_sample
+                row[column] = f"no in-domain set {in_domain!r} to tell it from"
+            elif not shared:
+                row[column] = f"no epoch shared with the in-domain set {in_domain!r}"
+            elif score == "mutual_information" and cube.n_members == 1:
+                row[column] = one_sample
             else:
-                a, b = reference[score], _scores(probs)[score]
-                row[f"auroc_{score}"] = auroc(
-                    np.r_[a, b], np.r_[np.zeros(len(a), bool), np.ones(len(b), bool)]
-                )
+                row[column] = aurocs[score]
         out[eval_set] = row
     return out
 
@@ -161,13 +151,14 @@ def at_best_epoch(table: pd.DataFrame, in_domain: str, readout: str) -> pd.DataF
     return table[table["epoch"] == best_epoch(table, in_domain, readout)]
 
 
-def comparison(
+def methods_table(
     methods: dict[str, MethodRuns],
     in_domain: str,
     n_bins: int,
     readout: str = "renormalized",
 ) -> pd.DataFrame:
-    """The methods table from ``{row label: its runs}``."""
+    """``reports/methods.csv`` from ``{row label: its runs}`` (not to be confused with
+    :mod:`lorauq.comparison`, which sets the ensemble beside the paper's published numbers)."""
     rows = [
         row
         for name, method in methods.items()
