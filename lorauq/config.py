@@ -205,7 +205,9 @@ def _methods_params() -> type:
     """``<profile>.methods``: the methods ``run`` (names of :data:`METHODS`) and one section
     per method, of the type its record names; all of them start from the main ensemble."""
     fields = [("run", list[str], field(default_factory=list))]
-    fields += [(name, m.settings, field(default_factory=m.settings)) for name, m in REGISTRY.items()]
+    fields += [
+        (name, m.settings, field(default_factory=m.settings)) for name, m in REGISTRY.items()
+    ]
     made = dataclasses.make_dataclass(
         "MethodsParams", fields, frozen=True, namespace={"__doc__": _methods_params.__doc__}
     )

@@ -224,3 +224,26 @@ def test_a_toy_method_needs_its_module_and_its_record_only(tmp_path: Path) -> No
     info = json.loads((repo / "data" / "methods" / "toy" / "info.json").read_text())
     assert info.pop("uniform") == pytest.approx(1.3862944, rel=1e-6)  # ln 4
     assert info == {"finetune_passes": 1, "eval_passes": 2, "raised_by": 1.0, "runs": 1}
+
+
+@pytest.mark.slow
+def test_dvc_status_reruns_one_method_for_its_module_or_its_settings(tmp_path: Path) -> None:
+    """Checked from outside, on a repro'd tiny experiment (about 2 min): appending a line to
+    the Laplace module, or changing MC dropout's passes, leaves every other stage (the other
+    methods, fine-tuning, inference) unchanged in ``dvc status``."""
+    from workspace import QUICK, reproduced_copy, sh
+
+    repo = reproduced_copy(tmp_path / "repo", QUICK)
+
+    def changed() -> set[str]:
+        return set(json.loads(sh(repo, "dvc", "status", "--json") or "{}"))
+
+    assert changed() == set()
+    with (repo / "lorauq" / "methods" / "laplace.py").open("a", encoding="utf-8") as handle:
+        handle.write("# an appended comment\n")
+    assert changed() == {"method@laplace"}
+    sh(repo, "git", "checkout", "--", "lorauq/methods/laplace.py")
+    raw = yaml.safe_load((repo / "params.yaml").read_text(encoding="utf-8"))
+    raw["tiny"]["methods"]["mc_dropout"]["passes"] += 1
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    assert changed() == {"method@mc_dropout"}
