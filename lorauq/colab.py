@@ -72,7 +72,11 @@ H100_RATES = {
 }
 #: Dense 16-bit tensor-core peaks, TFLOP/s, from the vendors' data sheets (bfloat16; float16
 #: on the T4, which has no bfloat16): how many times slower than the H100 a card computes.
-TENSOR_PEAK_TFLOPS = {"H100": 989.4, "A100": 312.0, "L4": 121.0, "T4": 65.0}
+#: ``scripts/gpu_tables.py`` scales its cost tables with the same peaks (:func:`scale_hours`).
+TENSOR_PEAK_TFLOPS = {"H100": 989.4, "H200": 989.4, "A100": 312.0, "L4": 121.0, "T4": 65.0}
+#: The share of a one-member training step (batch 8) an H100 spends computing: a profile
+#: showed the GPU busy about a third of each step, the rest waiting on the host.
+HOST_BOUND_BUSY = 1 / 3
 #: The paper profile's sizes: CommonsenseQA's training questions, the questions of the three
 #: eval sets, and the epochs.
 TRAIN_QUESTIONS = 9_741
@@ -80,29 +84,49 @@ EVAL_QUESTIONS = 7_320
 PAPER_EPOCHS = 10
 
 
+def peak_key(card: str) -> str | None:
+    """The key of :data:`TENSOR_PEAK_TFLOPS` that a card's name contains ("NVIDIA A100-SXM4-40GB"
+    → "A100"), or None for a card without a datasheet peak here."""
+    return next((kind for kind in TENSOR_PEAK_TFLOPS if kind in card), None)
+
+
+def scale_hours(
+    train_h: float, eval_h: float, measured: str, card: str, *, host_bound: bool
+) -> tuple[float, float] | None:
+    """(training, evaluation) hours measured on card ``measured``, **estimated** on ``card``;
+    None when either card has no datasheet peak.
+
+    The one cost model for cards nobody measured (the Colab notebook and the docs' cost
+    tables both use it, so they quote the same hours). Evaluation keeps an H100 busy, so it
+    scales with the two cards' peak ratio ``k``. Training one member at batch 8
+    (``host_bound``) does not: the measured card computed only :data:`HOST_BOUND_BUSY` of each
+    step while the host prepared the next, so a card ``k`` times slower takes ``max(1, k ·
+    busy)`` times as long: the host's share hides under the slower compute. Wider training
+    steps scale by ``k``.
+    """
+    mine, theirs = peak_key(measured), peak_key(card)
+    if mine is None or theirs is None:
+        return None
+    k = TENSOR_PEAK_TFLOPS[mine] / TENSOR_PEAK_TFLOPS[theirs]
+    train_factor = max(1.0, k * HOST_BOUND_BUSY) if host_bound else k
+    return train_h * train_factor, eval_h * k
+
+
 def estimate_hours(run: str, card: str) -> tuple[float, float]:
     """(training, evaluation) hours of the paper profile's ``run`` on ``card`` (a key of
-    :data:`TENSOR_PEAK_TFLOPS`), an **estimate** scaled from the H100's measured rates.
-
-    Evaluation keeps an H100 busy (49 % of its peak), so it scales with the cards' peak
-    ratio. One member's training at batch 8 does not: a profile on the H100 showed the GPU
-    busy about a third of each step, the rest waiting on the host, so a card ``k`` times
-    slower takes ``max(1, k / 3)`` times as long. Five members trained jointly are 40 rows a
-    step, counted at the H100's batch-32 rate (36 % of its peak) and scaled by ``k``. A T4
-    runs the 4-bit base, the others bfloat16.
+    :data:`TENSOR_PEAK_TFLOPS`), an **estimate** from the H100's measured rates through
+    :func:`scale_hours`. One member trains at batch 8 (host-bound on the H100); five members
+    trained jointly are 40 rows a step, counted at the H100's batch-32 rate. A T4 runs the
+    4-bit base, the others bfloat16.
     """
     members = len(unit_members_of(run))
     base = "4bit" if card == "T4" else "bfloat16"
-    slower = TENSOR_PEAK_TFLOPS["H100"] / TENSOR_PEAK_TFLOPS[card]
-    if members == 1:
-        train_rate = H100_RATES[("train", base, 8)] / max(1.0, slower / 3)
-    else:
-        train_rate = H100_RATES[("train", base, 32)] / slower
-    train = members * PAPER_EPOCHS * TRAIN_QUESTIONS / train_rate
-    evaluate = (
-        (1 + members * PAPER_EPOCHS) * EVAL_QUESTIONS / (H100_RATES[("evaluate", base, 0)] / slower)
-    )
-    return train / 3600, evaluate / 3600
+    batch = 8 if members == 1 else 32
+    train = members * PAPER_EPOCHS * TRAIN_QUESTIONS / H100_RATES[("train", base, batch)]
+    evaluate = (1 + members * PAPER_EPOCHS) * EVAL_QUESTIONS / H100_RATES[("evaluate", base, 0)]
+    scaled = scale_hours(train / 3600, evaluate / 3600, "H100", card, host_bound=members == 1)
+    assert scaled is not None, card  # both cards are keys of TENSOR_PEAK_TFLOPS
+    return scaled
 
 
 def unit_members_of(run: str) -> list[int]:
@@ -430,7 +454,7 @@ def card_kind(card: Card | None) -> str | None:
     """The key of :data:`TENSOR_PEAK_TFLOPS` a card's name contains, or None."""
     if card is None:
         return None
-    return next((kind for kind in TENSOR_PEAK_TFLOPS if kind in card.name), None)
+    return peak_key(card.name)
 
 
 def session(root: Path = ROOT) -> Session:

@@ -16,13 +16,15 @@ table and the time cell of the "paper on a GPU" row of its "Choose your path" ta
 Every number names its card. A cost is GPU-hours = questions ÷ the measured questions/s of
 the matching row (the row's card and date given); a cost on a card that was not measured is
 an **estimate**, labelled so, scaled from a measured card by the cards' datasheet dense
-matmul peaks (:data:`DATASHEET_TFLOPS`): on a slower card the GPU is busier, so where the
-measured card was bound by the host (training at batch 8) such an estimate errs long.
+matmul peaks through ``lorauq.colab.scale_hours``, the one cost model the Colab notebook
+quotes too (one member's training at batch 8 is host-bound on the measured card, and scales
+less than the peaks).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ for _path in (ROOT, ROOT / "scripts"):
 
 import gpu_results as results  # noqa: E402
 
+from lorauq import colab  # noqa: E402
 from lorauq.atomic import write_text_atomic  # noqa: E402
 from lorauq.config import Params, load_params, unit_members  # noqa: E402
 
@@ -47,17 +50,8 @@ PATH_ROW = "| paper on a GPU |"
 
 #: Questions in the paper profile's data (docs/paper.md, section 6): CommonsenseQA's train
 #: split, and the three eval sets (CQA validation 1,221, MMLU STEM 3,153, social sciences 2,946).
-PAPER_TRAIN_QUESTIONS = 9_741
-PAPER_EVAL_QUESTIONS = 1_221 + 3_153 + 2_946
-#: Dense (no sparsity) tensor-core peaks from the vendors' datasheets, TFLOP/s, in the
-#: dtype each card trains in here: bfloat16, or float16 where it has no bfloat16 (T4).
-DATASHEET_TFLOPS = {
-    "H100 80GB HBM3": 989.0,  # H100 SXM5, bf16
-    "H200": 989.0,  # the H100 SXM5's compute with more memory
-    "A100": 312.0,  # bf16
-    "L4": 121.0,  # bf16
-    "T4": 65.0,  # fp16 (no bf16 hardware)
-}
+PAPER_TRAIN_QUESTIONS = colab.TRAIN_QUESTIONS
+PAPER_EVAL_QUESTIONS = colab.EVAL_QUESTIONS
 
 #: The Bayesian-LoRA protocol (Laplace-LoRA's, run by BLoB, TFB, IVON-LoRA): Llama-2-7B,
 #: LoRA on q/v, batch 4, max length 300, 5,000 steps, 3 seeds, 10 posterior samples.
@@ -261,17 +255,18 @@ class Cost:
     def hours(self) -> float:
         return self.train_h + self.eval_h
 
-    def scaled(self, card: str) -> Cost | None:
-        """This cost on ``card``, scaled by the datasheet peaks (an estimate); None when
-        either card has no datasheet peak here."""
-        mine, theirs = DATASHEET_TFLOPS.get(self.card), DATASHEET_TFLOPS.get(card)
-        if mine is None or theirs is None:
-            return None
-        factor = mine / theirs
-        formula = f"{self.card} hours × {mine:g}/{theirs:g} (datasheet peaks)"
-        return Cost(
-            card, self.train_h * factor, self.eval_h * factor, self.memory_gib, self.cites, formula
+    def scaled(self, card: str, *, host_bound: bool) -> Cost | None:
+        """This cost on ``card``, an estimate through ``lorauq.colab.scale_hours`` (datasheet
+        peaks; ``host_bound``: one member's training at batch 8); None when either card has
+        no datasheet peak here."""
+        scaled = colab.scale_hours(
+            self.train_h, self.eval_h, self.card, card, host_bound=host_bound
         )
+        if scaled is None:
+            return None
+        ratio = "host-bound training: max(1, ratio/3); evaluation: ratio" if host_bound else "ratio"
+        formula = f"{self.card} hours scaled by the datasheet peaks' ratio ({ratio})"
+        return Cost(card, *scaled, self.memory_gib, self.cites, formula)
 
 
 @dataclass(frozen=True)
@@ -340,8 +335,30 @@ class CostRow:
         return BASE_LABEL[self.base] + self.note
 
 
-def _scaled(found: Cost | None, card: str) -> Cost | None:
-    return found.scaled(card) if found else None
+def _scaled(found: Cost | None, card: str, *, host_bound: bool) -> Cost | None:
+    return found.scaled(card, host_bound=host_bound) if found else None
+
+
+def joint_cost(params: Params, rows: dict[str, Measured], card: str) -> Cost | None:
+    """The main ensemble's members trained jointly in bfloat16 on ``card``: its measured joint
+    rows, or else an estimate that counts the joint step's rows at one member's batch-32 rate
+    (as ``lorauq.colab.estimate_hours`` does)."""
+    m = len(params.members)
+    work = paper_work(params, "bfloat16", joint=True, members=m)
+    found = cost(work, rows, card)
+    if found is not None:
+        return found
+    proxy = dataclasses.replace(
+        work,
+        train_row=results.row_id("bfloat16", "train", 1, 32),
+        eval_row=results.row_id("bfloat16", "evaluate", 1, None),
+    )
+    found = cost(proxy, rows, card)
+    if found is None:
+        return None
+    rows_per_step = m * params.train.batch_size
+    formula = f"{rows_per_step} rows a step counted at one member's batch-32 rate"
+    return dataclasses.replace(found, estimate=formula)
 
 
 def cost_rows(params: Params, cards: dict[str, dict[str, Measured]]) -> list[CostRow]:
@@ -373,15 +390,22 @@ def cost_rows(params: Params, cards: dict[str, dict[str, Measured]]) -> list[Cos
     main_epochs = params.ensemble(main).train.epochs
     single_4bit = cost(paper_work(params, "4bit", joint=False, members=1), rows, card)
     single_bf16 = cost(paper_work(params, "bfloat16", joint=False, members=1), rows, card)
-    joint_bf16 = cost(paper_work(params, "bfloat16", joint=True, members=m), rows, card)
+    joint_bf16 = joint_cost(params, rows, card)
     one = f"Colab, one member of `{main}`, {main_epochs} epochs"
     five = f"Colab, {m} members of `{main}` jointly, {main_epochs} epochs"
     return [
         *out,
-        CostRow(one, "T4", "4bit", _scaled(single_4bit, "T4"), True, " (float16 compute)"),
-        CostRow(one, "L4", "bfloat16", _scaled(single_bf16, "L4"), True),
+        CostRow(
+            one,
+            "T4",
+            "4bit",
+            _scaled(single_4bit, "T4", host_bound=True),
+            True,
+            " (float16 compute)",
+        ),
+        CostRow(one, "L4", "bfloat16", _scaled(single_bf16, "L4", host_bound=True), True),
         CostRow(one, card, "bfloat16", single_bf16, False),
-        CostRow(five, "A100", "bfloat16", _scaled(joint_bf16, "A100"), True),
+        CostRow(five, "A100", "bfloat16", _scaled(joint_bf16, "A100", host_bound=False), True),
         CostRow(five, card, "bfloat16", joint_bf16, True),
     ]
 
@@ -504,11 +528,13 @@ def cost_block(params: Params, cards: dict[str, dict[str, Measured]]) -> str:
         "MMLU social sciences) ÷ the questions/s of the matching evaluation row. Not counted: "
         "loading the base (once per stage), writing checkpoints, and the rival methods "
         "(`methods.run`). The rows time prompts of the real sets' lengths (gpu_check.py's "
-        "ranges) on random weights. A card that was not measured gets an *estimate*: the "
-        "measured card's hours × the ratio of the two cards' datasheet dense matmul peaks "
-        "(bfloat16; float16 for the T4). Where the measured card was bound by the host "
-        "(training at batch 8), a slower card keeps its GPU busier, so such an estimate errs "
-        "long.",
+        "ranges) on random weights. A card that was not measured gets an *estimate* "
+        "(`lorauq.colab.scale_hours`, the model the Colab notebook quotes): with `ratio` the "
+        "two cards' datasheet dense matmul peaks (bfloat16; float16 for the T4), evaluation "
+        "takes `ratio` × the measured hours; one member's training at batch 8 kept the measured "
+        "H100 busy only a third of each step (the host the rest), so it takes max(1, ratio/3) ×. "
+        "Joint training without a measured joint row counts its rows at one member's "
+        "batch-32 rate (an estimate too).",
         "",
         "**The Bayesian-LoRA protocol table** (Llama-2-7B, six tasks, 5,000 steps at batch 4, "
         "max length 300, 3 seeds, the methods of Laplace-LoRA's table; MC dropout and Laplace "
