@@ -108,6 +108,32 @@ def test_the_ensemble_row_of_the_methods_table_is_metrics_json() -> None:
             )
 
 
+def test_the_methods_table_computes_what_metrics_json_computes() -> None:
+    """The same, on the hand-built logits: the table's ensemble rows are
+    :func:`lorauq.analysis.headline_metrics` of the same ensemble at its final epoch."""
+    from known_logits import build_logits
+
+    from lorauq.analysis import headline_metrics
+    from lorauq.methods.report import MethodRuns, methods_table
+
+    logits = build_logits()
+    for readout in ("renormalized", "with_other"):
+        expected = headline_metrics(logits, readout, n_bins=10, in_domain="in_domain")
+        final = logits[logits["epoch"] == logits["epoch"].max()]
+        table = methods_table({"lora_ensemble": MethodRuns([final])}, "in_domain", 10, readout)
+        rows = table.set_index("eval_set")
+        assert sorted(rows.index) == sorted(expected["final"])
+        for eval_set, numbers in expected["final"].items():
+            for metric in ("accuracy", "nll", "ece", "brier", "predictive_entropy"):
+                assert rows.loc[eval_set, metric] == pytest.approx(numbers[metric], rel=1e-12)
+        for eval_set, scores in expected["ood_auroc"]["final"].items():
+            assert rows.loc[eval_set, "auroc_mi"] == pytest.approx(scores["mutual_information"])
+            assert rows.loc[eval_set, "auroc_entropy"] == pytest.approx(
+                scores["predictive_entropy"]
+            )
+        assert rows.loc["far", "auroc_mi"] == pytest.approx(1.0)  # disagreeing members: perfect
+
+
 TOY_MODULE = '''"""Method ``toy``: member 0's final logits and the same with letter a raised, two samples."""
 
 from __future__ import annotations
