@@ -22,7 +22,6 @@ from lorauq.analysis import (
     ood_aurocs,
     probability_cube,
 )
-from lorauq.uncertainty import ensemble_mean, nll
 
 #: Metrics with a standard deviation over runs beside them.
 SPREAD_METRICS = ("accuracy", "nll", "ece", "brier", "auroc_mi", "auroc_entropy")
@@ -136,14 +135,12 @@ def method_rows(
 
 
 def best_epoch(table: pd.DataFrame, in_domain: str, readout: str) -> int:
-    """The trained epoch (> 0) whose mean prediction has the lowest NLL on ``in_domain``."""
+    """The trained epoch (> 0) whose mean prediction has the lowest NLL on ``in_domain``
+    (the NLL of :func:`lorauq.analysis.ensemble_summary`)."""
     cube = probability_cube(table[table["epoch"] > 0], in_domain, readout)
-    labelled = cube.labelled
-    losses = [
-        nll(ensemble_mean(cube.probs[:, e])[labelled], cube.answers[labelled])
-        for e in range(len(cube.epochs))
-    ]
-    return int(cube.epochs[int(np.argmin(losses))])
+    epochs = [int(e) for e in cube.epochs]
+    losses = [ensemble_summary(cube.ensemble(e), cube.answers, n_bins=1)["nll"] for e in epochs]
+    return epochs[int(np.argmin(losses))]
 
 
 def at_best_epoch(table: pd.DataFrame, in_domain: str, readout: str) -> pd.DataFrame:

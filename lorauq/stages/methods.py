@@ -118,7 +118,7 @@ def run(params: Params, name: str, layout: Layout = Layout(), progress: bool = T
     member_unit(params, 0)  # every method starts from member 0
     set_threads(params.infer.threads)
     out = record.run(params, layout, progress)
-    if record.per_member and sorted(out.runs) != [m for m in params.members if m != 0]:
+    if record.per_member and sorted(out.runs) != sorted(m for m in params.members if m != 0):
         raise StoreError(
             f"method {name!r} runs once per member but returned runs for {sorted(out.runs)}"
         )
