@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["PACKAGE", "imports", "module_closure", "module_file", "notebook_imports"]
+__all__ = ["PACKAGE", "ROOT", "imports", "module_closure", "module_file", "notebook_imports"]
 
 PACKAGE = "lorauq"
 #: The repository root: the folder that holds the package.

@@ -25,7 +25,7 @@ from lorauq.errors import ConfigError
 from lorauq.imports import ROOT, module_closure
 from lorauq.methods.registry import ARTEFACTS, METHODS, Method
 
-__all__ = ["BEGIN", "END", "method_stage", "render", "write"]
+__all__ = ["BEGIN", "END", "RUNNER", "main", "method_stage", "render", "updated", "write"]
 
 BEGIN = "  # method@<name>: written by `python -m lorauq.methods.pipeline` from the registry\n"
 END = "  # end of the method stage written from the registry\n"

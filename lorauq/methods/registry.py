@@ -34,6 +34,7 @@ __all__ = [
     "McDropoutSettings",
     "Method",
     "NoSettings",
+    "TemperatureSettings",
     "method",
 ]
 

@@ -34,10 +34,12 @@ __all__ = [
     "MethodOutput",
     "cost_file",
     "final_adapter",
+    "main",
     "main_logits",
     "member_logits",
     "member_unit",
     "method_dir",
+    "peak_memory",
     "run",
 ]
 
