@@ -30,8 +30,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.run import GEOMETRIES, LORA, base_params, build_base, made_up_questions
-from lorauq.model import load_base_model, load_tokenizer, lora_config, train_tokenizer
+from lorauq.lora import lora_config
+from lorauq.model import load_base_model, load_tokenizer
 from lorauq.prompt import format_prompt
+from lorauq.tiny.model import train_tokenizer
 
 BASELINE = 16
 
@@ -41,8 +43,8 @@ def fit_once(folder: str, questions: int, batch: int, queue) -> None:
     from laplace import Laplace
     from peft import get_peft_model
 
-    from lorauq.infer import encode_eval_set
     from lorauq.methods.laplace import LetterHead, _loader
+    from lorauq.readout import encode_eval_set
 
     torch.manual_seed(0)
     params = base_params(Path(folder))

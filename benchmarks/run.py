@@ -48,10 +48,12 @@ from lorauq.atomic import write_text_atomic
 from lorauq.config import BaseParams, InferParams, LoraParams, TrainParams
 from lorauq.infer import evaluate_member, evaluate_members, evaluate_prior
 from lorauq.joint import train_members
-from lorauq.model import load_base_model, load_tokenizer, lora_config, train_tokenizer
+from lorauq.lora import lora_config
+from lorauq.model import load_base_model, load_tokenizer
 from lorauq.prompt import format_prompt, letter_token_ids
 from lorauq.schema import LOGIT_COLUMNS, PRIOR_MEMBER
 from lorauq.store import read_logits
+from lorauq.tiny.model import train_tokenizer
 from lorauq.train import train_member
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))

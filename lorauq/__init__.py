@@ -4,4 +4,6 @@ The package holds all logic; the numbered notebooks only set parameters, call it
 figures. docs/architecture.md describes the parts and the data contracts between them.
 """
 
+__all__ = ["__version__"]
+
 __version__ = "0.1.0"

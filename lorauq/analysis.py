@@ -17,6 +17,9 @@ Conventions shared by every table:
 - Entropies and mutual information are in nats. Label metrics (accuracy, NLL, ECE, Brier,
   AURC, transitions, reliability) use only questions with ``answer >= 0``; unlabelled
   questions still count in the uncertainty columns.
+
+One job at this length: every table turns the same probability cube into rows; the cube, its
+checks and the tables' shared conventions would otherwise be imported back by each part.
 """
 
 from __future__ import annotations
@@ -47,6 +50,34 @@ from lorauq.uncertainty import (
     risk_coverage,
     total_variation,
 )
+
+__all__ = [
+    "AGREEMENT_COLUMNS",
+    "LETTER_MASS_STATISTICS",
+    "METRICS",
+    "OOD_SCORES",
+    "TRANSITIONS",
+    "Cube",
+    "agreement_table",
+    "common_epochs",
+    "ensemble_summary",
+    "eval_set_cubes",
+    "half_agreement_table",
+    "headline_metrics",
+    "letter_mass_table",
+    "metrics_table",
+    "ood_aurocs",
+    "ood_table",
+    "probability_cube",
+    "question_table",
+    "reliability_table",
+    "risk_coverage_table",
+    "roc_points",
+    "split_members",
+    "subject_table",
+    "transitions",
+    "transitions_over_epochs",
+]
 
 #: Metrics of :func:`metrics_table` and :func:`headline_metrics`, in display order.
 METRICS = (

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from lorauq.errors import StoreError
 
+__all__ = ["atomic_dir", "atomic_path", "remove_stale_temps", "write_text_atomic"]
+
 #: errno values that mean "the disk is full", not "this is a bug": reported as StoreError.
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT}
 #: Names of the temporaries below: ``.<target>.<mkstemp/mkdtemp suffix>[.tmp]``.

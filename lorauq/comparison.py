@@ -153,4 +153,10 @@ def empty_comparison() -> pd.DataFrame:
     return pd.DataFrame(columns=COMPARISON_COLUMNS)
 
 
-__all__ = ["COMPARISON_COLUMNS", "compare", "empty_comparison", "read_reference"]
+__all__ = [
+    "COMPARISON_COLUMNS",
+    "REFERENCE_COLUMNS",
+    "compare",
+    "empty_comparison",
+    "read_reference",
+]

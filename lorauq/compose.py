@@ -17,6 +17,8 @@ from pathlib import Path
 from lorauq.atomic import write_text_atomic
 from lorauq.errors import ConfigError
 
+__all__ = ["CONFIG_NAME", "compose_params", "main"]
+
 #: The composition DVC runs: ``compose.yaml`` in the repository root (``.dvc/config``).
 CONFIG_NAME = "compose"
 

@@ -5,6 +5,9 @@ track exactly the keys each stage reads (``${profile}.train`` and so on) and
 ``dvc exp run -S profile=paper`` switches the whole experiment. Every key is checked here:
 a typo fails at once with its dotted path and the closest valid key, instead of silently
 running the wrong experiment hours later.
+
+One job at this length: every section's dataclass and its checks; the sections refer to each
+other (ensembles override lora/train, methods read infer), and one loader resolves them all.
 """
 
 from __future__ import annotations
@@ -23,39 +26,30 @@ import yaml
 
 from lorauq.errors import ConfigError, did_you_mean
 from lorauq.methods.registry import METHODS as REGISTRY
+from lorauq.prompt import resolve_template
 from lorauq.schema import MAX_CHOICES, MIN_CHOICES, Readout
 
-#: The paper's template, exactly: ``Q: …\nAnswer Choices:\n(a) …\nA: ({letter}).``
-PAPER_TEMPLATE = "Q: {question}\nAnswer Choices:\n{choices}\nA: ({answer})."
-#: Named templates ``data.template`` may give instead of a template string.
-TEMPLATES = {"paper": PAPER_TEMPLATE}
-
-
-def resolve_template(template: str) -> str:
-    """The template text of a name in :data:`TEMPLATES` or of a custom template string.
-
-    A template needs ``{question}`` and ``{choices}``; an optional ``{answer}`` (at most once,
-    after both) marks where the gold letter goes, and the text after it follows the letter in
-    training. Anything else is a ConfigError, raised when params are loaded.
-    """
-    if not isinstance(template, str):
-        raise ConfigError(f"prompt template must be a string, got {type(template).__name__}")
-    text = TEMPLATES.get(template, template)
-    missing = [p for p in ("{question}", "{choices}") if p not in text]
-    if missing:
-        raise ConfigError(
-            f"prompt template {template!r} is not a known name ({', '.join(TEMPLATES)}) and lacks "
-            f"placeholder(s) {missing}; a template needs {{question}} and {{choices}} and may "
-            "mark the letter with {answer}"
-        )
-    if text.count("{answer}") > 1:
-        raise ConfigError(f"prompt template {template!r}: {{answer}} may appear at most once")
-    answer_at = text.find("{answer}")
-    if answer_at >= 0 and answer_at < max(text.find("{question}"), text.find("{choices}")):
-        raise ConfigError(
-            f"prompt template {template!r}: {{answer}} must come after {{question}} and {{choices}}"
-        )
-    return text
+__all__ = [
+    "METHODS",
+    "PROFILE_KEYS",
+    "TOP_LEVEL_KEYS",
+    "AnalysisParams",
+    "BaseParams",
+    "DataParams",
+    "Ensemble",
+    "FigCParams",
+    "InferParams",
+    "LoraParams",
+    "MethodsParams",
+    "Params",
+    "SourceSpec",
+    "TrainParams",
+    "build_section",
+    "load_params",
+    "resolve_params",
+    "stage_lists",
+    "unit_members",
+]
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ world all become plain records first and then go through the one Question valida
 hub is only one way in: every hub source also reads local files (``path=``), because the
 default machine has no network. A hub read passes the pinned ``revision`` and every read is
 recorded (:class:`~lorauq.hub.SourceRead`), so the prepared data can say what it was made of.
+
+One job at this length: one loader per source, all ending in the same records; the file
+readers (``sourcefiles``), the hub (``hub``) and the two-choice tasks (``twochoice``) are apart.
 """
 
 from __future__ import annotations
@@ -31,8 +34,22 @@ from lorauq.sourcefiles import (
     local_items,
 )
 from lorauq.subjects import mmlu_group_of, mmlu_subjects
-from lorauq.synthetic import WorldSpec, synthetic_questions
+from lorauq.tiny.world import WorldSpec, synthetic_questions
 from lorauq.twochoice import TWO_CHOICE_HUB, TWO_CHOICE_SPLITS, load_two_choice
+
+__all__ = [
+    "FILE_SOURCES",
+    "HUB_SOURCES",
+    "MMLU_CSV_HEADER",
+    "MMLU_HUB_ID",
+    "PINNED_REVISIONS",
+    "SOURCES",
+    "SOURCE_SPLITS",
+    "LoadedSource",
+    "check_split",
+    "load_questions",
+    "load_source",
+]
 
 #: Hub id and config of the sources whose rows carry ``choices: {label, text}`` and
 #: ``answerKey`` (the hub schema) or ``question: {stem, choices: [...]}`` (original releases).

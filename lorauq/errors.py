@@ -8,6 +8,17 @@ import difflib
 import sys
 from collections.abc import Callable, Iterable
 
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "LorauqError",
+    "ModelError",
+    "StoreError",
+    "did_you_mean",
+    "exit_code",
+    "missing_hub_revision",
+]
+
 
 class LorauqError(Exception):
     """Base class of every user-facing lorauq failure."""

@@ -21,6 +21,8 @@ from typing import Any
 
 from lorauq.errors import DataError, missing_hub_revision
 
+__all__ = ["Located", "SourceRead", "bytes_sha256", "hub_items", "hub_rows", "rows_sha256"]
+
 #: The rows of one split as read: (origin, [(location, row)]) per file or hub split, so a bad
 #: row is reported with its file (or hub id) and its line or row number.
 Located = list[tuple[str, list[tuple[str, dict[str, Any]]]]]

@@ -14,7 +14,7 @@ m's weights is the gradient of m's loss alone.
 Why separate optimisers although AdamW is elementwise: one AdamW over all members would be
 equivalent (its weight decay is decoupled, per element), but a clip over all members'
 gradients would not, and per-member optimisers give each member's checkpoint exactly the
-state_dict a single-member run writes. So the checkpoints are ``train_member``'s, file for
+state_dict a single-member run writes. So the checkpoints are ``train_member``'s (``lorauq.checkpoints``), file for
 file: either function resumes the other's run. (The joint evaluation of the same stacked
 adapters is ``lorauq.infer.evaluate_members`` with ``infer.joint``.)
 """
@@ -32,33 +32,37 @@ import torch
 from lorauq.atomic import remove_stale_temps
 from lorauq.batching import (
     collate_left,
-    float32_head,
     last_position_logits,
     pad_multiple,
     training_batches,
 )
-from lorauq.checkpoints import epoch_dir
-from lorauq.config import LoraParams, TrainParams
-from lorauq.errors import ConfigError
-from lorauq.model import attach_lora
-from lorauq.progress import progress_bar
-from lorauq.stacked import Route, StackedLora
-from lorauq.train import (
-    EncodedQuestions,
-    _epoch_generator,
-    adamw,
+from lorauq.checkpoints import (
     checkpoint_must_fit,
-    encode_training_set,
+    epoch_dir,
     epoch_log,
-    loss_scaler,
-    member_loss,
-    optimizer_step,
     read_checkpoint,
     restore_optimizer,
     resume_point,
     training_state,
     write_checkpoint,
 )
+from lorauq.config import LoraParams, TrainParams
+from lorauq.errors import ConfigError
+from lorauq.float32_head import float32_head
+from lorauq.lora import attach_lora
+from lorauq.progress import progress_bar
+from lorauq.stacked import Route, StackedLora
+from lorauq.train import (
+    EncodedQuestions,
+    adamw,
+    encode_training_set,
+    epoch_generator,
+    loss_scaler,
+    member_loss,
+    optimizer_step,
+)
+
+__all__ = ["joint_step", "train_members"]
 
 
 class _MemberRng:
@@ -164,7 +168,7 @@ def _train_epoch(
     device, multiple = state["device"], state["multiple"]
     orders = [
         training_batches(
-            data.lengths, train.batch_size, train.batching, _epoch_generator(members[j], epoch)
+            data.lengths, train.batch_size, train.batching, epoch_generator(members[j], epoch)
         )
         for j in slots
     ]

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from lorauq.errors import StoreError
 
+__all__ = ["Layout", "find_root"]
+
 
 @dataclass(frozen=True)
 class Layout:

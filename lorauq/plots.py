@@ -9,6 +9,8 @@ figure can be read without the code.
 Figures of the paper (docs/paper.md): A = :func:`fig_metrics_over_epochs`,
 B = :func:`fig_agreement`, C = :func:`fig_entropy_mi_hist`; the rest go beyond the paper, plus
 the K-letter mass diagnostic (:func:`fig_letter_mass`).
+
+One job at this length: one short function per figure, all sharing the same styling helpers.
 """
 
 from __future__ import annotations
@@ -26,6 +28,29 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from lorauq.atomic import atomic_path
+
+__all__ = [
+    "DPI",
+    "EPOCH_LABEL",
+    "LABELS",
+    "MEMBER_MEAN_CURVE",
+    "PANEL_SIZE",
+    "TITLES",
+    "TRANSITION_COLOURS",
+    "TRANSITION_LABELS",
+    "fig_agreement",
+    "fig_ensemble_size",
+    "fig_entropy_mi_hist",
+    "fig_letter_mass",
+    "fig_lora_l2",
+    "fig_metrics_over_epochs",
+    "fig_ood_roc",
+    "fig_reliability",
+    "fig_risk_coverage",
+    "fig_subjects",
+    "fig_transitions",
+    "save_figure",
+]
 
 #: Axis labels, with units, of every metric the analysis tables carry.
 LABELS = {

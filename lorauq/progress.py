@@ -26,6 +26,8 @@ from tqdm.auto import tqdm
 
 from lorauq.errors import ConfigError
 
+__all__ = ["ENV", "MODES", "LineProgress", "T", "progress_bar", "progress_mode", "progress_note"]
+
 ENV = "LORAUQ_PROGRESS"
 MODES = ("bars", "lines", "off")
 

@@ -6,7 +6,7 @@ precedes it (SentencePiece has ``a`` and ``▁a``; "(" may merge with a letter; 
 " A" as two tokens), so letter ids are derived here by encoding a real prompt with and without
 the letter, never hard-coded, and every assumption the read-out relies on is checked.
 
-Templates are params (:func:`lorauq.config.resolve_template` checks them when params load):
+Templates are params (:func:`resolve_template` checks them when ``lorauq.config`` loads them):
 ``"paper"`` or a string with ``{question}`` and ``{choices}`` placeholders, where an optional
 ``{answer}`` marks the gold letter and the text after it follows the letter in training (the
 paper: ``A: ({answer}).``). The prompt is everything before ``{answer}``.
@@ -20,11 +20,53 @@ from typing import Any
 
 import pandas as pd
 
-from lorauq.config import resolve_template
 from lorauq.errors import ConfigError, DataError, ModelError
 from lorauq.schema import LETTERS
 
+__all__ = [
+    "PAPER_TEMPLATE",
+    "TEMPLATES",
+    "encode_prompts",
+    "format_choices",
+    "format_prompt",
+    "letter_token_ids",
+    "resolve_template",
+    "template_parts",
+]
+
 _PLACEHOLDER = re.compile(r"\{(question|choices|answer)\}")
+
+#: The paper's template, exactly: ``Q: …\nAnswer Choices:\n(a) …\nA: ({letter}).``
+PAPER_TEMPLATE = "Q: {question}\nAnswer Choices:\n{choices}\nA: ({answer})."
+#: Named templates ``data.template`` may give instead of a template string.
+TEMPLATES = {"paper": PAPER_TEMPLATE}
+
+
+def resolve_template(template: str) -> str:
+    """The template text of a name in :data:`TEMPLATES` or of a custom template string.
+
+    A template needs ``{question}`` and ``{choices}``; an optional ``{answer}`` (at most once,
+    after both) marks where the gold letter goes, and the text after it follows the letter in
+    training. Anything else is a ConfigError, raised when params are loaded.
+    """
+    if not isinstance(template, str):
+        raise ConfigError(f"prompt template must be a string, got {type(template).__name__}")
+    text = TEMPLATES.get(template, template)
+    missing = [p for p in ("{question}", "{choices}") if p not in text]
+    if missing:
+        raise ConfigError(
+            f"prompt template {template!r} is not a known name ({', '.join(TEMPLATES)}) and lacks "
+            f"placeholder(s) {missing}; a template needs {{question}} and {{choices}} and may "
+            "mark the letter with {answer}"
+        )
+    if text.count("{answer}") > 1:
+        raise ConfigError(f"prompt template {template!r}: {{answer}} may appear at most once")
+    answer_at = text.find("{answer}")
+    if answer_at >= 0 and answer_at < max(text.find("{question}"), text.find("{choices}")):
+        raise ConfigError(
+            f"prompt template {template!r}: {{answer}} must come after {{question}} and {{choices}}"
+        )
+    return text
 
 
 def template_parts(template: str = "paper") -> tuple[str, str]:

@@ -16,6 +16,15 @@ import pandas as pd
 
 from lorauq.errors import DataError
 
+__all__ = [
+    "EVAL_SETS",
+    "METHODS",
+    "METRIC_UNITS",
+    "PROTOCOL_REFERENCE_COLUMNS",
+    "TASKS",
+    "read_protocol_reference",
+]
+
 PROTOCOL_REFERENCE_COLUMNS = [
     "train_task",
     "eval_set",

@@ -20,6 +20,17 @@ from lorauq.atomic import atomic_path
 from lorauq.errors import DataError
 from lorauq.schema import MAX_CHOICES, MIN_CHOICES, QUESTION_COLUMNS
 
+__all__ = [
+    "Record",
+    "existing_file",
+    "is_int",
+    "parquet_rows",
+    "questions_frame",
+    "read_prepared",
+    "save_questions",
+    "validate_questions",
+]
+
 #: One raw question before validation: the Question columns plus where it came from
 #: (``_origin``: file or hub id; ``_where``: "row 3 (line 4)" / "line 7").
 Record = dict[str, Any]

@@ -9,6 +9,19 @@ from __future__ import annotations
 
 from typing import Literal
 
+__all__ = [
+    "KEY_COLUMNS",
+    "LETTERS",
+    "LOGITS_COLUMNS",
+    "LOGIT_COLUMNS",
+    "MAX_CHOICES",
+    "MIN_CHOICES",
+    "PRIOR_MEMBER",
+    "QUESTION_COLUMNS",
+    "READOUTS",
+    "Readout",
+]
+
 #: Answer letters, in order: the paper's prompt labels its choices ``(a)``, ``(b)``, …
 LETTERS = "abcdefghij"
 #: A question has 2 to 10 choices: at least a real choice, at most one letter per choice.

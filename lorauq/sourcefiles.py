@@ -22,6 +22,22 @@ from lorauq.errors import DataError
 from lorauq.hub import Located, SourceRead, bytes_sha256
 from lorauq.questions import parquet_rows
 
+__all__ = [
+    "SPLIT_ALIASES",
+    "SPLIT_FILE_NAMES",
+    "SPLIT_FILE_SUFFIXES",
+    "csv_records",
+    "csv_rows",
+    "file_items",
+    "file_read",
+    "int_or_raw",
+    "json_objects",
+    "local_items",
+    "read_text",
+    "split_file_pattern",
+    "split_files",
+]
+
 #: Split names, with the aliases of the original releases (``dev``, ``val``).
 SPLIT_ALIASES = {
     "train": "train",

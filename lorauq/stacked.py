@@ -7,7 +7,7 @@ update to its own rows with one batched matmul over the stacked (A, B) pairs. Th
 weights are read, and its kernels launched, once for M members instead of M times.
 
 Nothing of peft's is re-implemented where peft decides: each member's layers are created by
-``lorauq.model.attach_lora`` itself (so member m's initial A is bit for bit what peft draws
+``lorauq.lora.attach_lora`` itself (so member m's initial A is bit for bit what peft draws
 after ``torch.manual_seed(m)``, and the RNG state after it is the one a single-member run
 continues from), copied out, and peft is unloaded again. What peft would save is saved in
 peft's format (``adapter_model.safetensors`` with peft's key names + ``adapter_config.json``),
@@ -30,6 +30,8 @@ import torch
 from torch import nn
 
 from lorauq.errors import ModelError
+
+__all__ = ["Route", "StackedLora", "StackedLoraLinear"]
 
 _PEFT_PREFIX = "base_model.model."
 
@@ -185,7 +187,7 @@ class StackedLora:
     block) puts the base's own layers back, so the caller's base model is left as it was.
 
     ``attach(member)`` must wrap ``base_model`` with a fresh peft LoRA model of that member:
-    ``lorauq.model.attach_lora`` for training (seeded), any peft model of the saved config for
+    ``lorauq.lora.attach_lora`` for training (seeded), any peft model of the saved config for
     evaluation (weights are loaded afterwards). It runs in a forked RNG, so the caller's torch
     RNG is untouched; the state each member's init left is kept as its dropout RNG.
     """
@@ -305,7 +307,7 @@ class StackedLora:
 
     def adapter(self, slot: int) -> tuple[dict[str, torch.Tensor], object]:
         """Member ``slot`` as (tensors, config) in peft's format, for
-        :func:`lorauq.train.write_checkpoint`: what ``PeftModel.from_pretrained`` reads."""
+        :func:`lorauq.checkpoints.write_checkpoint`: what ``PeftModel.from_pretrained`` reads."""
         tensors = {k: v.to("cpu").contiguous() for k, v in self.state_dict(slot).items()}
         config = copy.deepcopy(self._members[slot].config)
         config.inference_mode = True

@@ -25,6 +25,14 @@ from lorauq.schema import (
     PRIOR_MEMBER,
 )
 
+__all__ = [
+    "broadcast_prior",
+    "normalize_logits_frame",
+    "read_logits",
+    "validate_logits",
+    "write_logits",
+]
+
 _INT_COLUMNS = ["member", "epoch", "answer", "n_choices"]
 _STR_COLUMNS = ["eval_set", "id", "subject", "group"]
 _FLOAT_COLUMNS = [*LOGIT_COLUMNS, "logsumexp_vocab"]

@@ -13,6 +13,16 @@ from collections.abc import Iterable
 
 from lorauq.errors import DataError, did_you_mean
 
+__all__ = [
+    "LM_EVAL_CATEGORIES",
+    "MMLU_CATEGORY",
+    "MMLU_GROUPS",
+    "MMLU_SUBJECTS",
+    "SOCIAL_SCIENCES_PAPER",
+    "mmlu_group_of",
+    "mmlu_subjects",
+]
+
 #: lm-eval harness's category of every MMLU subject (19 stem, 12 social sciences,
 #: 13 humanities, 13 other), in alphabetical order of subject.
 MMLU_CATEGORY: dict[str, str] = {

@@ -13,16 +13,14 @@ loss scaler. The data order needs no state: each epoch draws it from a generator
 (member, epoch) alone. There is no learning-rate scheduler to save: the paper trains at a
 constant learning rate.
 
-The checkpoint format, the loss and the optimiser step are shared with ``lorauq.joint``,
-which trains several members in one pass through the base: its checkpoints are these.
+The loss and the optimiser step are shared with ``lorauq.joint``, which trains several
+members in one pass through the base; the checkpoint format both write is ``lorauq.checkpoints``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,20 +29,42 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from lorauq.atomic import atomic_dir, remove_stale_temps
+from lorauq.atomic import remove_stale_temps
 from lorauq.batching import (
     collate_left,
-    float32_head,
     last_position_logits,
     pad_multiple,
     training_batches,
 )
-from lorauq.checkpoints import ADAPTER_FILE, LOG_FILE, STATE_FILE, completed_epochs, epoch_dir
+from lorauq.checkpoints import (
+    epoch_dir,
+    epoch_log,
+    peft_adapter,
+    restore_checkpoint,
+    resume_point,
+    training_state,
+    write_checkpoint,
+)
 from lorauq.config import LoraParams, TrainParams
-from lorauq.errors import DataError, StoreError
-from lorauq.model import attach_lora, compute_dtype, lora_pairs, pairs_prior
+from lorauq.errors import DataError
+from lorauq.float32_head import float32_head
+from lorauq.lora import attach_lora, lora_pairs, pairs_prior
+from lorauq.model import compute_dtype
 from lorauq.progress import progress_bar
 from lorauq.prompt import encode_prompts, letter_token_ids
+
+__all__ = [
+    "EncodedQuestions",
+    "adamw",
+    "encode_training_set",
+    "epoch_generator",
+    "loss_scaler",
+    "make_optimizer",
+    "member_loss",
+    "optimizer_step",
+    "train_member",
+    "train_step",
+]
 
 
 @dataclass
@@ -79,110 +99,9 @@ def encode_training_set(
     return EncodedQuestions(sequences, letters[frame["answer"].to_numpy()])
 
 
-def _epoch_generator(member: int, epoch: int) -> torch.Generator:
+def epoch_generator(member: int, epoch: int) -> torch.Generator:
     """Data order depends on (member, epoch) alone, so a resumed run draws the same batches."""
     return torch.Generator().manual_seed(1_000_003 * member + epoch)
-
-
-def training_state(
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    epoch: int,
-    torch_rng: torch.Tensor,
-    cuda_rng: list[torch.Tensor] | None,
-) -> dict:
-    """What a resume needs besides the adapter: AdamW's state, the RNGs and the loss scale."""
-    state = {"optimizer": optimizer.state_dict(), "torch_rng": torch_rng, "epoch": epoch}
-    if cuda_rng is not None:  # LoRA dropout on a GPU draws from the CUDA RNG
-        state["cuda_rng"] = cuda_rng
-    if scaler.is_enabled():
-        state["scaler"] = scaler.state_dict()
-    return state
-
-
-def write_checkpoint(
-    member_dir: Path, epoch: int, adapter: tuple[dict, object], state: dict, log: dict
-) -> Path:
-    """An epoch's folder, complete or absent: the adapter in peft's format (its tensors as
-    ``adapter_model.safetensors`` and its ``LoraConfig`` as ``adapter_config.json``, the files
-    ``PeftModel.from_pretrained`` reads), the training state and the log, renamed into place
-    together. Both ways of training hand over ``adapter = (tensors, config)``, so a member's
-    folder has the same files whichever way it was trained."""
-    from safetensors.torch import save_file
-
-    tensors, config = adapter
-    target = epoch_dir(member_dir, epoch)
-    with atomic_dir(target) as tmp:
-        save_file(tensors, str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
-        config.save_pretrained(str(tmp))
-        torch.save(state, tmp / STATE_FILE)
-        (tmp / LOG_FILE).write_text(json.dumps(log, indent=2))
-    return target
-
-
-def peft_adapter(model) -> tuple[dict, object]:
-    """(tensors, config) of a peft model's ``default`` adapter, as its ``save_pretrained``
-    would write them (keys without the adapter's name, config marked for inference)."""
-    import copy
-
-    from peft import get_peft_model_state_dict
-
-    tensors = {
-        key: value.detach().to("cpu").contiguous()
-        for key, value in get_peft_model_state_dict(model).items()
-    }
-    config = copy.deepcopy(model.peft_config["default"])
-    config.inference_mode = True
-    return tensors, config
-
-
-def read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """An epoch's adapter tensors and training state; an unreadable file names the folder."""
-    from safetensors.torch import load_file
-
-    try:
-        weights = load_file(folder / ADAPTER_FILE)
-        state = torch.load(folder / STATE_FILE, weights_only=True, map_location="cpu")
-    except Exception as exc:
-        raise StoreError(
-            f"{folder}: checkpoint cannot be read ({exc}); delete the folder to retrain"
-        ) from exc
-    return weights, state
-
-
-@contextlib.contextmanager
-def checkpoint_must_fit(folder: Path) -> Iterator[None]:
-    """Loading a checkpoint into this model and optimiser: a mismatch names the folder."""
-    try:
-        yield
-    except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-        raise StoreError(
-            f"{folder}: checkpoint does not fit this base model and LoRA config (trained on "
-            f"another base, or other lora params?): {' '.join(str(exc).split())[:300]}; delete the "
-            "member's folder to retrain"
-        ) from exc
-
-
-def restore_optimizer(
-    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, state: dict
-) -> None:
-    optimizer.load_state_dict(state["optimizer"])
-    if scaler.is_enabled() and "scaler" in state:
-        scaler.load_state_dict(state["scaler"])
-
-
-def _restore_checkpoint(model, optimizer, scaler, folder: Path) -> None:
-    """Load an epoch's adapter, optimizer, scaler and RNG state; any failure names the folder."""
-    from peft import set_peft_model_state_dict
-
-    weights, state = read_checkpoint(folder)
-    with checkpoint_must_fit(folder):
-        # peft loads with strict=False but still raises on a shape mismatch.
-        set_peft_model_state_dict(model, weights)
-        restore_optimizer(optimizer, scaler, state)
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
 def adamw(params: Iterable[torch.nn.Parameter], train: TrainParams) -> torch.optim.AdamW:
@@ -260,25 +179,6 @@ def train_step(
     return loss.detach(), prior.detach()
 
 
-def epoch_log(
-    member: int, epoch: int, losses: list[float], priors: list[float], tokens: int, elapsed: float
-) -> dict:
-    return {
-        "member": member,
-        "epoch": epoch,
-        "loss": float(np.mean(losses)),
-        "prior": float(np.mean(priors)),
-        "tokens": tokens,
-        "elapsed_s": elapsed,
-    }
-
-
-def resume_point(member_dir: Path, epochs: int) -> tuple[list[int], list[dict]]:
-    """The complete epochs up to ``epochs`` and their logs, read back from their folders."""
-    done = [e for e in completed_epochs(member_dir) if e <= epochs]
-    return done, [json.loads((epoch_dir(member_dir, e) / LOG_FILE).read_text()) for e in done]
-
-
 def train_member(
     base_model,
     tokenizer,
@@ -308,7 +208,7 @@ def train_member(
     done, logs = resume_point(member_dir, train.epochs)
     last = done[-1] if done else 0
     if last:
-        _restore_checkpoint(model, optimizer, scaler, epoch_dir(member_dir, last))
+        restore_checkpoint(model, optimizer, scaler, epoch_dir(member_dir, last))
     device = next(model.parameters()).device
     multiple = pad_multiple(device)
     targets_all = torch.as_tensor(data.targets, dtype=torch.long)
@@ -318,7 +218,7 @@ def train_member(
         for epoch in range(last + 1, train.epochs + 1):
             model.train()
             order = training_batches(
-                data.lengths, train.batch_size, train.batching, _epoch_generator(member, epoch)
+                data.lengths, train.batch_size, train.batching, epoch_generator(member, epoch)
             )
             losses, priors, tokens = [], [], 0
             start = time.perf_counter()  # tqdm's clock stands still when the bar is disabled

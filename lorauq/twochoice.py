@@ -33,6 +33,18 @@ from lorauq.hub import Located, SourceRead, hub_items
 from lorauq.questions import Record
 from lorauq.sourcefiles import local_items
 
+__all__ = [
+    "BOOLQ_CHOICES",
+    "BOOLQ_HUB_ID",
+    "BOOLQ_QUESTION",
+    "TWO_CHOICE_HUB",
+    "TWO_CHOICE_SPLITS",
+    "WINOGRANDE_CONFIGS",
+    "WINOGRANDE_HUB_ID",
+    "At",
+    "load_two_choice",
+]
+
 WINOGRANDE_HUB_ID = "allenai/winogrande"
 BOOLQ_HUB_ID = "google/boolq"
 #: Source name → ``allenai/winogrande`` config: the training sizes and the debiased set.

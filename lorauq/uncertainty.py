@@ -14,6 +14,9 @@ Array conventions:
 Every function validates its input and raises :class:`lorauq.errors.DataError` (a
 ``ValueError``) that names the argument and the fault. A metric that returned NaN for a NaN
 input would let one broken row turn a whole table into NaN without saying where it came from.
+
+One job at this length: the metrics share their input checks and are read side by side
+against their textbook definitions.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Builds a **random-weight model of Mistral-7B-v0.1's exact geometry** on the GPU, attaches the
 paper's LoRA (r=8, α=32 on q_proj, v_proj), runs a few paper-profile training steps and
-evaluation batches through lorauq's own code (``train.train_step``, ``infer.sequence_letter_logits``)
+evaluation batches through lorauq's own code (``train.train_step``, ``readout.sequence_letter_logits``)
 and prints tokens/s and achieved TFLOP/s against the card's measured matmul peak. Prompt
 lengths follow the real sets under Mistral's tokenizer family: CommonsenseQA's paper prompts are
 48–72 tokens (5th–95th percentile; MMLU's 51–188), measured with the Llama-2 SentencePiece
@@ -22,7 +22,7 @@ conservative.
 ``--joint M`` adds a "train joint" row per batch size: M members' batches in one forward and
 backward through the base with stacked adapters (``joint.joint_step``), counted like the
 single-member rows (tokens of all M members), so the two rows compare directly; and an
-"evaluate joint" row: each question once per member in one pass (``infer.stacked_letter_logits``,
+"evaluate joint" row: each question once per member in one pass (``readout.stacked_letter_logits``,
 the token budget bounding the whole pass, as ``infer.joint`` runs it).
 
 With ``--json PATH`` the numbers are also written as JSON.
@@ -46,9 +46,10 @@ import torch
 from lorauq.atomic import write_text_atomic
 from lorauq.batching import collate_left, pad_multiple
 from lorauq.config import BaseParams, InferParams, LoraParams, TrainParams
-from lorauq.infer import sequence_letter_logits, stacked_letter_logits
 from lorauq.joint import joint_step
-from lorauq.model import attach_lora, load_base_model
+from lorauq.lora import attach_lora
+from lorauq.model import load_base_model
+from lorauq.readout import sequence_letter_logits, stacked_letter_logits
 from lorauq.stacked import StackedLora
 from lorauq.train import adamw, loss_scaler, make_optimizer, train_step
 

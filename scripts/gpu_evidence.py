@@ -70,7 +70,8 @@ import gpu_results as results  # noqa: E402
 from lorauq.atomic import write_text_atomic  # noqa: E402
 from lorauq.batching import pad_multiple  # noqa: E402
 from lorauq.config import BaseParams, InferParams, LoraParams, TrainParams  # noqa: E402
-from lorauq.model import attach_lora, load_base_model  # noqa: E402
+from lorauq.lora import attach_lora  # noqa: E402
+from lorauq.model import load_base_model  # noqa: E402
 
 #: The paper profile's LoRA, training and evaluation settings (params.yaml ``paper``).
 LORA = LoraParams(r=8, alpha=32, dropout=0.0, target_modules=["q_proj", "v_proj"])

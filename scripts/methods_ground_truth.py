@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 from lorauq.analysis import probability_cube  # noqa: E402
 from lorauq.atomic import atomic_path  # noqa: E402
 from lorauq.config import METHODS, load_params  # noqa: E402
+from lorauq.in_process import run_experiment, seed_range, world_seed_overrides  # noqa: E402
 from lorauq.layout import Layout  # noqa: E402
-from lorauq.stages.in_process import run_experiment, seed_range, world_seed_overrides  # noqa: E402
 from lorauq.stages.methods_report import collect  # noqa: E402
 from lorauq.uncertainty import auroc, expected_entropy, mutual_information  # noqa: E402
 

@@ -1,6 +1,6 @@
 """The tiny world's effects for world seeds 0-9: how far each lies from the bar the e2e test sets.
 
-The synthetic world builds its uncertainty in (``lorauq/synthetic.py``): in-domain facts are
+The synthetic world builds its uncertainty in (``lorauq/tiny/world.py``): in-domain facts are
 taught, ``known`` facts are pre-trained only, ``unseen`` words appear nowhere, and the
 ``noisy`` group's answers are drawn at random half the time. This script runs the default
 tiny experiment (its main ensemble only) for each world seed in a temporary folder and prints,
@@ -22,13 +22,13 @@ import torch
 
 from lorauq.atomic import atomic_path
 from lorauq.config import load_params
-from lorauq.layout import Layout
-from lorauq.stages.in_process import (
+from lorauq.in_process import (
     run_experiment,
     seed_range,
     world_effects,
     world_seed_overrides,
 )
+from lorauq.layout import Layout
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -432,7 +432,7 @@ def _type_tree(tp: Any) -> Any:
 @functools.cache
 def profile_schema() -> dict[str, Any]:
     from lorauq.config import Params
-    from lorauq.synthetic import WorldSpec
+    from lorauq.tiny.world import WorldSpec
 
     tree = _schema(Params)
     tree["data"]["world"] = _schema(WorldSpec)

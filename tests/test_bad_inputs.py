@@ -30,19 +30,15 @@ from lorauq import errors
 from lorauq.config import LoraParams, load_params
 from lorauq.data import load_questions
 from lorauq.errors import ConfigError, DataError, LorauqError, ModelError, StoreError
+from lorauq.gguf import source_reference
 from lorauq.infer import evaluate_member, evaluate_prior
-from lorauq.model import (
-    attach_lora,
-    build_tiny_model,
-    load_base,
-    load_base_model,
-    load_tokenizer,
-    source_reference,
-)
+from lorauq.lora import attach_lora
+from lorauq.model import load_base, load_base_model, load_tokenizer
 from lorauq.prompt import format_prompt, letter_token_ids
 from lorauq.questions import read_prepared
 from lorauq.schema import LOGIT_COLUMNS
 from lorauq.store import read_logits, write_logits
+from lorauq.tiny.model import build_tiny_model
 from lorauq.uncertainty import accuracy, letter_probs
 
 ROOT = Path(__file__).resolve().parents[1]

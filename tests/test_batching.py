@@ -20,7 +20,7 @@ from lorauq.batching import (
 )
 from lorauq.config import BaseParams, load_params
 from lorauq.errors import ConfigError
-from lorauq.model import build_tiny_model, train_tokenizer
+from lorauq.tiny.model import build_tiny_model, train_tokenizer
 
 LINES = [
     "Q: What is a dog?\nAnswer Choices:\n(a) animal\n(b) fruit\n(c) tool\nA: (a).",

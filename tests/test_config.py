@@ -420,7 +420,7 @@ def test_repo_params_tiny(repo_params_path):
     assert p.members and len(set(p.members)) == len(p.members)
     assert p.data.eval
     # the tiny world's knobs are ones the generator accepts
-    from lorauq.synthetic import WorldSpec
+    from lorauq.tiny.world import WorldSpec
 
     WorldSpec.from_params(p.data.world)
 

@@ -384,7 +384,7 @@ def test_own_files_without_id_or_subject(tmp_path):
 
 
 def test_synthetic_is_generated_from_the_given_world():
-    from lorauq.synthetic import WorldSpec, domain_questions
+    from lorauq.tiny.world import WorldSpec, domain_questions
 
     world = WorldSpec(seed=3, unseen_words=7)
     frame = load_questions("synthetic", "unseen", world=world)

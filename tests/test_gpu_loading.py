@@ -140,7 +140,7 @@ def tiny_base(tiny_base):
 
 
 def _letter_table(base_dir: Path, params):
-    from lorauq.infer import letter_logits
+    from lorauq.readout import letter_logits
 
     model = load_base_model(str(base_dir), params)
     tokenizer = load_tokenizer(str(base_dir), params)

@@ -13,6 +13,7 @@ import pytest
 import tinyworld as tw
 
 import lorauq.infer
+import lorauq.readout
 from lorauq.infer import evaluate_member, parts_dir
 from lorauq.model import load_base_model, load_tokenizer
 
@@ -29,11 +30,12 @@ _CHILD = textwrap.dedent(
 
     torch.set_num_threads(1)
     import lorauq.infer
+    import lorauq.readout
     import tinyworld as tw
     from lorauq.model import load_base_model, load_tokenizer
 
     base_dir, member_dir, out_path, marker = (Path(a) for a in sys.argv[1:5])
-    real = lorauq.infer.evaluate_sets
+    real = lorauq.readout.evaluate_sets
 
     def evaluate_all(*args, epoch, **kwargs):
         if epoch == 2:  # epoch 1 is finished and stored; stop before epoch 2 is
@@ -67,7 +69,7 @@ def trained(tiny_base, tmp_path_factory):
 def evaluate(base_dir: Path, member_dir: Path, out: Path, monkeypatch, infer=tw.INFER):
     """An in-process run that records which epochs it actually evaluated."""
     seen: list[int] = []
-    real = lorauq.infer.evaluate_sets
+    real = lorauq.readout.evaluate_sets
 
     def spy(*args, epoch, **kwargs):
         seen.append(epoch)

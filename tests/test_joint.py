@@ -22,9 +22,10 @@ import torch
 from lorauq.batching import collate_left, last_position_logits
 from lorauq.checkpoints import ADAPTER_FILE, LOG_FILE, STATE_FILE, completed_epochs
 from lorauq.errors import ConfigError, StoreError
-from lorauq.infer import evaluate_member, evaluate_members, letter_logits, parts_dir
+from lorauq.infer import evaluate_member, evaluate_members, parts_dir
 from lorauq.joint import train_members
 from lorauq.model import load_base_model
+from lorauq.readout import letter_logits
 from lorauq.schema import LOGIT_COLUMNS
 from lorauq.stacked import Route, StackedLora
 from lorauq.store import read_logits
@@ -136,7 +137,7 @@ def test_stacked_layer_routes_each_row_to_its_member(world):
     member's own peft model gives them, and the base is put back afterwards."""
     from peft import get_peft_model, set_peft_model_state_dict
 
-    from lorauq.model import lora_config
+    from lorauq.lora import lora_config
 
     base = fresh_base(world)
     sequences = encoded_questions(world, 5)
@@ -169,7 +170,7 @@ def encoded_questions(world, n: int) -> list[list[int]]:
 def test_initial_adapters_are_peft_s_for_each_seed(world):
     from peft import get_peft_model_state_dict
 
-    from lorauq.model import attach_lora
+    from lorauq.lora import attach_lora
 
     base = fresh_base(world)
     with StackedLora(base, lambda m: attach_lora(base, LORA, seed=m), [3, 7]) as stack:
@@ -475,10 +476,11 @@ def test_killed_joint_evaluation_resumes_and_never_mixes_parts(
     world, runs, logits, tmp_path, monkeypatch
 ):
     import lorauq.infer
+    import lorauq.readout
 
     root = world["root"]
     out = tmp_path / "members-0-2.parquet"
-    real = lorauq.infer.stacked_letter_logits
+    real = lorauq.readout.stacked_letter_logits
     calls: list[str] = []
 
     def dies_at_epoch_2(*args, **kwargs):
@@ -506,13 +508,13 @@ def test_killed_joint_evaluation_resumes_and_never_mixes_parts(
     assert finished == [f"member-{m}-epoch-1" for m in MEMBERS]
     # evaluated in turn, the fingerprint differs (another way): it never takes a joint part
     apart_calls: list[str] = []
-    real_apart = lorauq.infer.sequence_letter_logits
+    real_apart = lorauq.readout.sequence_letter_logits
 
     def counted(*args, **kwargs):
         apart_calls.append(kwargs["desc"])
         return real_apart(*args, **kwargs)
 
-    monkeypatch.setattr(lorauq.infer, "sequence_letter_logits", counted)
+    monkeypatch.setattr(lorauq.readout, "sequence_letter_logits", counted)
     other = tmp_path / "in-turn" / out.name
     shutil.copytree(parts_dir(out), parts_dir(other))
     pd.testing.assert_frame_equal(read_logits(run(IN_TURN, other)), logits["in_turn"])

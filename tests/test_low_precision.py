@@ -13,10 +13,10 @@ import tinyworld as tw
 import torch
 
 import lorauq.joint
-from lorauq.batching import Float32Head, float32_head
 from lorauq.checkpoints import STATE_FILE
-from lorauq.infer import letter_logits
+from lorauq.float32_head import Float32Head, float32_head
 from lorauq.model import load_base_model, load_tokenizer
+from lorauq.readout import letter_logits
 from lorauq.schema import LOGIT_COLUMNS
 from lorauq.train import train_member
 

@@ -279,9 +279,9 @@ def test_linearised_variance_is_the_jacobian_through_the_posterior(trained) -> N
     from peft import PeftModel
 
     from lorauq.batching import collate_left
-    from lorauq.infer import encode_eval_set
     from lorauq.methods.laplace import LetterHead, _function_variance, _loader
     from lorauq.model import load_base_model, load_tokenizer
+    from lorauq.readout import encode_eval_set
 
     base, adapter = trained
     tokenizer = load_tokenizer(str(base), tinyworld.BASE)

@@ -21,9 +21,9 @@ import tinyworld as tw
 import torch
 
 from lorauq.config import resolve_params
+from lorauq.in_process import run_experiment
 from lorauq.layout import Layout
 from lorauq.schema import LOGIT_COLUMNS
-from lorauq.stages.in_process import run_experiment
 from lorauq.store import read_logits
 
 pytestmark = pytest.mark.slow

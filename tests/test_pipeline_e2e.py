@@ -17,8 +17,8 @@ import torch
 from world_bars import BARS
 
 from lorauq.config import load_params
+from lorauq.in_process import run_experiment, world_effects, world_seed_overrides
 from lorauq.layout import Layout
-from lorauq.stages.in_process import run_experiment, world_effects, world_seed_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -20,9 +20,10 @@ import torch
 
 from lorauq.config import load_params
 from lorauq.data import HUB_SOURCES, PINNED_REVISIONS, load_source
+from lorauq.gguf import export_gguf_base
 from lorauq.hub import rows_sha256
 from lorauq.layout import Layout
-from lorauq.model import export_gguf_base, load_base
+from lorauq.model import load_base
 from lorauq.stages import prepare
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -135,7 +135,7 @@ def test_every_file_write_goes_through_an_atomic_helper():
                 writes.append(where(path, node))
                 if not _inside_atomic_block(parents):
                     bare.append(f"{where(path, node)}: {ast.unparse(node)[:80]}")
-    assert len(writes) >= 8  # store, data, pipeline, plots, train, tinybase all write
+    assert len(writes) >= 8  # store, data, pipeline, plots, checkpoints, tiny.base all write
     assert bare == [], "writes outside atomic_path/atomic_dir:\n" + "\n".join(bare)
 
 

@@ -204,7 +204,7 @@ import pytest
 import torch
 import torch
 from slow_policy import shared_build
-from lorauq.tinybase import build_tiny_base
+from lorauq.tiny.base import build_tiny_base
 
 @pytest.fixture(scope="session")
 @shared_build("built once")

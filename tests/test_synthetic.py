@@ -11,7 +11,7 @@ import pytest
 from lorauq.errors import ConfigError, DataError
 from lorauq.questions import read_prepared, save_questions, validate_questions
 from lorauq.schema import QUESTION_COLUMNS
-from lorauq.synthetic import (
+from lorauq.tiny.world import (
     DOMAINS,
     GROUPS,
     WorldSpec,

@@ -20,12 +20,14 @@ from tinyworld import BASE, INFER, LORA, TRAIN, WORLD
 from lorauq.checkpoints import LOG_FILE, STATE_FILE, completed_epochs
 from lorauq.config import InferParams, TrainParams
 from lorauq.errors import DataError, StoreError
-from lorauq.infer import evaluate_member, evaluate_prior, letter_logits
-from lorauq.model import load_base_model, lora_pairs, lora_prior
+from lorauq.infer import evaluate_member, evaluate_prior
+from lorauq.lora import lora_pairs, lora_prior
+from lorauq.model import load_base_model
 from lorauq.prompt import format_prompt, letter_token_ids
+from lorauq.readout import letter_logits
 from lorauq.schema import LOGIT_COLUMNS, PRIOR_MEMBER
 from lorauq.store import read_logits
-from lorauq.synthetic import WorldSpec, domain_questions, finetune_questions
+from lorauq.tiny.world import WorldSpec, domain_questions, finetune_questions
 from lorauq.train import train_member
 
 pytestmark = pytest.mark.slow  # trains models (about 15 s on one core)

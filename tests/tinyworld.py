@@ -47,20 +47,20 @@ INFER = InferParams(max_length=256, batch_tokens=512)
 
 def build_base(folder: Path, base: BaseParams = BASE) -> Path:
     """Build and save the tiny base (about a second on one core)."""
-    from lorauq.tinybase import build_tiny_base
+    from lorauq.tiny.base import build_tiny_base
 
     torch.set_num_threads(1)
     return build_tiny_base(folder, base, DATA, progress=False)
 
 
 def train_set():
-    from lorauq.synthetic import WorldSpec, finetune_questions
+    from lorauq.tiny.world import WorldSpec, finetune_questions
 
     return finetune_questions(WorldSpec.from_params(WORLD))
 
 
 def eval_set(domain: str = "in_domain"):
-    from lorauq.synthetic import WorldSpec, domain_questions
+    from lorauq.tiny.world import WorldSpec, domain_questions
 
     return domain_questions(domain, WorldSpec.from_params(WORLD))
 

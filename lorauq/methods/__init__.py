@@ -10,3 +10,5 @@ member where a method needs nothing else, from member 0 where it fits or trains.
 what the read-out methods share, ``report`` the methods table, ``pipeline`` writes their DVC
 stage.
 """
+
+__all__: list[str] = []

@@ -35,10 +35,12 @@ import torch
 from lorauq.batching import collate_left, last_position_logits
 from lorauq.config import InferParams, Params
 from lorauq.errors import ConfigError, DataError, StoreError
-from lorauq.infer import EncodedEvalSet, encode_eval_set, encode_eval_sets, evaluate_sets
 from lorauq.layout import Layout
+from lorauq.readout import EncodedEvalSet, encode_eval_set, encode_eval_sets, evaluate_sets
 from lorauq.schema import LOGIT_COLUMNS
 from lorauq.stages.methods import MethodOutput, final_adapter, member_logits
+
+__all__ = ["PRIOR_GRID", "VMAP_FALLBACK", "LetterHead", "laplace_samples", "probit_table", "run"]
 
 #: The validation grid of the prior precision: log10 from, to, points (half decades). Its
 #: top is a posterior whose draws sit on the MAP weights (an sd of 1e-3 per weight).

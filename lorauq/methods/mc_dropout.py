@@ -19,9 +19,11 @@ import torch
 
 from lorauq.config import InferParams, Params
 from lorauq.errors import StoreError
-from lorauq.infer import encode_eval_sets, letter_table, tag_table
 from lorauq.layout import Layout
+from lorauq.readout import encode_eval_sets, letter_table, tag_table
 from lorauq.stages.methods import MethodOutput, method_dir
+
+__all__ = ["dropout_samples", "run"]
 
 
 def _active_dropout(model, dropout: float) -> int:

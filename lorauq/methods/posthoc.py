@@ -13,6 +13,15 @@ import pandas as pd
 from lorauq.errors import ConfigError, StoreError
 from lorauq.schema import LOGIT_COLUMNS
 
+__all__ = [
+    "TEMPERATURE_BOUNDS",
+    "fit_temperature",
+    "scale",
+    "single",
+    "snapshot",
+    "temperature_nll",
+]
+
 #: The search range of the temperature (log-uniform bounds): far beyond any sensible fit.
 TEMPERATURE_BOUNDS = (1e-2, 1e2)
 

@@ -23,6 +23,24 @@ from lorauq.analysis import (
     probability_cube,
 )
 
+__all__ = [
+    "AUROC_SCORES",
+    "BEST",
+    "COLUMNS",
+    "FINAL",
+    "IN_DOMAIN",
+    "NO_LABELS",
+    "ONE_SAMPLE",
+    "SHORT",
+    "SPREAD_METRICS",
+    "MethodRuns",
+    "at_best_epoch",
+    "best_epoch",
+    "method_rows",
+    "methods_table",
+    "summary",
+]
+
 #: Metrics with a standard deviation over runs beside them.
 SPREAD_METRICS = ("accuracy", "nll", "ece", "brier", "auroc_mi", "auroc_entropy")
 #: The columns of reports/methods.csv: which read-out, the analysis's metrics of the mean

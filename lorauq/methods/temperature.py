@@ -21,9 +21,10 @@ __all__ = ["calibration_logits", "run"]
 
 def calibration_logits(params: Params, layout: Layout) -> pd.DataFrame:
     """Every member's final adapter on the held-out rows."""
-    from lorauq.infer import encode_eval_sets, evaluate_in_turn
+    from lorauq.infer import evaluate_in_turn
     from lorauq.model import load_base
     from lorauq.questions import read_prepared
+    from lorauq.readout import encode_eval_sets
 
     model, tokenizer = load_base(params.base, layout.base)
     encoded = encode_eval_sets(

@@ -13,6 +13,8 @@ from pathlib import Path
 from lorauq.config import Params, load_params
 from lorauq.layout import Layout, find_root
 
+__all__ = ["open_experiment"]
+
 
 def open_experiment(
     root: str | Path = "", params_file: str = "params.yaml", overrides: dict | None = None

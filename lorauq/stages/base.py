@@ -8,8 +8,10 @@ from pathlib import Path
 
 from lorauq.atomic import write_text_atomic
 from lorauq.config import Params
+from lorauq.gguf import export_gguf_base, source_manifest
 from lorauq.layout import Layout
-from lorauq.model import export_gguf_base, source_manifest
+
+__all__ = ["run", "summary"]
 
 
 def run(params: Params, layout: Layout = Layout(), progress: bool = True) -> Path:
@@ -17,7 +19,7 @@ def run(params: Params, layout: Layout = Layout(), progress: bool = True) -> Pat
     dequantised export and a manifest (``base.json``: package, version, file hash); otherwise
     a manifest naming the model (and revision) the later stages load from the hub or a folder."""
     if params.base.kind == "tiny":
-        from lorauq.tinybase import build_tiny_base
+        from lorauq.tiny.base import build_tiny_base
 
         return build_tiny_base(layout.base, params.base, params.data, progress=progress)
     if params.base.gguf_file:

@@ -25,6 +25,23 @@ from lorauq.layout import Layout
 from lorauq.schema import READOUTS
 from lorauq.store import read_logits
 
+__all__ = [
+    "FIGURES",
+    "TABLES",
+    "Report",
+    "agreement",
+    "build_tables",
+    "draw_figures",
+    "ensemble_logits",
+    "fig_c_questions",
+    "headline_metrics",
+    "paper_comparison",
+    "per_ensemble",
+    "run",
+    "training_costs",
+    "training_table",
+]
+
 #: Every table the stage writes to ``reports/plots/<name>.csv`` (``dvc.yaml`` declares them).
 TABLES = (
     "metrics",
@@ -39,6 +56,12 @@ TABLES = (
     "roc",
     "training",
 )
+#: Figures of every ensemble together, drawn from one table each.
+_ENSEMBLE_FIGURES: dict[str, tuple[str, Callable[[pd.DataFrame], Figure]]] = {
+    "fig_a_metrics_over_epochs": ("metrics", plots.fig_metrics_over_epochs),
+    "fig_b_agreement": ("agreement", plots.fig_agreement),
+    "lora_l2": ("training", plots.fig_lora_l2),
+}
 #: Figures of the main ensemble that are drawn from one table each.
 _MAIN_FIGURES = {
     "reliability": ("reliability", plots.fig_reliability),
@@ -49,6 +72,9 @@ _MAIN_FIGURES = {
     "letter_mass": ("letter_mass", plots.fig_letter_mass),
     "ood_roc": ("roc", plots.fig_ood_roc),
 }
+#: Every figure the stage may draw (``fig_c_entropy_vs_mi`` once per labelled eval set, its
+#: name suffixed by the set), in ``reports/figures/{png,pdf}/``.
+FIGURES = (*_ENSEMBLE_FIGURES, *_MAIN_FIGURES, "fig_c_entropy_vs_mi")
 
 
 @dataclass
@@ -280,13 +306,8 @@ def draw_figures(
     fig_c_table: pd.DataFrame,
 ) -> tuple[dict[str, Figure], dict[str, str]]:
     """Every figure the tables can carry, and why each of the others is not drawn."""
-    recipes: dict[str, tuple[str, Callable[[pd.DataFrame], Figure]]] = {
-        "fig_a_metrics_over_epochs": ("metrics", plots.fig_metrics_over_epochs),
-        "fig_b_agreement": ("agreement", plots.fig_agreement),
-        "lora_l2": ("training", plots.fig_lora_l2),
-    }
     figures, not_drawn = {}, {}
-    for name, (table, draw) in recipes.items():
+    for name, (table, draw) in _ENSEMBLE_FIGURES.items():
         if tables[table].empty:
             not_drawn[name] = skipped.get(table, f"the {table} table is empty")
         else:

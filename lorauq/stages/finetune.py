@@ -17,6 +17,8 @@ from lorauq.model import load_base, set_threads
 from lorauq.questions import read_prepared
 from lorauq.train import train_member
 
+__all__ = ["run"]
+
 
 def run(
     params: Params, ensemble: str, unit: str, layout: Layout = Layout(), progress: bool = True

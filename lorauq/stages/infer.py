@@ -16,6 +16,8 @@ from lorauq.layout import Layout
 from lorauq.model import load_base, set_threads
 from lorauq.questions import read_prepared
 
+__all__ = ["eval_sets", "run", "write_training"]
+
 
 def eval_sets(params: Params, layout: Layout = Layout()) -> dict[str, pd.DataFrame]:
     """The prepared eval tables, in the order of ``data.eval``."""

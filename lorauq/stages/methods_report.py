@@ -23,6 +23,8 @@ from lorauq.methods.report import BEST, MethodRuns, at_best_epoch, methods_table
 from lorauq.schema import PRIOR_MEMBER
 from lorauq.store import read_logits
 
+__all__ = ["PANELS", "collect", "figure", "main", "run"]
+
 
 def _main_logits(params: Params, layout: Layout) -> pd.DataFrame:
     """Every trained epoch of every member of the main ensemble (no prior)."""

@@ -23,7 +23,9 @@ from lorauq.data import load_source
 from lorauq.errors import ConfigError
 from lorauq.layout import Layout
 from lorauq.questions import save_questions
-from lorauq.synthetic import WorldSpec
+from lorauq.tiny.world import WorldSpec
+
+__all__ = ["MANIFEST", "MANIFEST_FORMAT", "run", "split_calibration"]
 
 #: The manifest's file name inside ``data/prepared``.
 MANIFEST = "manifest.json"

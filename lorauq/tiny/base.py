@@ -17,10 +17,12 @@ import torch
 from lorauq.atomic import atomic_dir
 from lorauq.batching import collate_left
 from lorauq.config import BaseParams, DataParams
-from lorauq.model import build_tiny_model, train_tokenizer
 from lorauq.progress import progress_bar
 from lorauq.prompt import format_prompt
-from lorauq.synthetic import WorldSpec, finetune_questions, pretraining_questions
+from lorauq.tiny.model import build_tiny_model, train_tokenizer
+from lorauq.tiny.world import WorldSpec, finetune_questions, pretraining_questions
+
+__all__ = ["build_tiny_base", "pretrain"]
 
 
 def _texts(frame, template: str, with_answer: bool) -> list[str]:

@@ -42,6 +42,18 @@ import pandas as pd
 
 from lorauq.errors import ConfigError, DataError
 
+__all__ = [
+    "DOMAINS",
+    "GROUPS",
+    "WorldSpec",
+    "domain_questions",
+    "eval_questions",
+    "finetune_questions",
+    "made_up_words",
+    "pretraining_questions",
+    "synthetic_questions",
+]
+
 GROUPS: dict[str, tuple[str, ...]] = {
     "animal": (
         "dog",

@@ -12,6 +12,8 @@ from lorauq.config import Params
 from lorauq.layout import Layout
 from lorauq.stages import base, figures, finetune, infer, methods, methods_report, prepare
 
+__all__ = ["run_experiment", "seed_range", "world_effects", "world_seed_overrides"]
+
 
 def run_experiment(params: Params, layout: Layout, progress: bool = False) -> figures.Report:
     """Prepare, build the base, train and evaluate every (ensemble, unit), run the methods of
