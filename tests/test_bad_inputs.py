@@ -623,6 +623,50 @@ def _(ctx: Ctx):
 
 
 @case(
+    "methods-without-main-ensemble",
+    ConfigError,
+    "tiny.methods.run ['single']: set tiny.analysis.main, the ensemble the methods start from",
+)
+def _(ctx: Ctx):
+    params(**{"analysis.main": None, "methods.run": ["single"]})
+
+
+@case("method-unknown-name", ConfigError, "'dropout' is not a method; methods: ['single'")
+def _(ctx: Ctx):
+    from lorauq.methods.registry import method
+
+    method("dropout")  # what `python -m lorauq.stages.methods dropout` looks up first
+
+
+@case(
+    "param-top-level-main-stale",
+    ConfigError,
+    "the top-level main 'r32' are not those of profile 'tiny' ('lora_l2')",
+)
+def _(ctx: Ctx):
+    text = PARAMS.read_text(encoding="utf-8").replace("\nmain: lora_l2\n", "\nmain: r32\n")
+    path = ctx.tmp / "params.yaml"
+    path.write_text(text, encoding="utf-8")
+    load_params(path)
+
+
+@case(
+    "method-module-reaches-another",
+    ConfigError,
+    "lorauq/methods/single.py reaches another method's module ['laplace.py']",
+)
+def _(ctx: Ctx):
+    from lorauq.methods import pipeline
+    from lorauq.methods.registry import METHODS
+
+    copy = ctx.tmp / "repo"
+    shutil.copytree(ROOT / "lorauq", copy / "lorauq", ignore=shutil.ignore_patterns("__pycache__"))
+    with (copy / "lorauq" / "methods" / "single.py").open("a", encoding="utf-8") as handle:
+        handle.write("from lorauq.methods.laplace import PRIOR_GRID  # noqa: E402\n")
+    pipeline.method_stage(METHODS, copy)
+
+
+@case(
     "param-checkpoints-past-epochs",
     ConfigError,
     "tiny.methods.checkpoints.last is 9, more than the 8 epochs",
