@@ -10,7 +10,7 @@ uninterrupted run.
 What a resume restores is everything the next epoch depends on: the LoRA weights, AdamW's
 moments and step counts, torch's CPU and CUDA RNGs (LoRA dropout) and, in a float16 run, the
 loss scaler. The data order needs no state: each epoch draws it from a generator seeded by
-(member, epoch) alone. There is no learning-rate scheduler to save: the paper trains at a
+(member, epoch) and, under ``train.batch_order: ensemble``, the ensemble, alone. There is no learning-rate scheduler to save: the paper trains at a
 constant learning rate.
 
 The loss and the optimiser step are shared with ``lorauq.joint``, which trains several
@@ -20,6 +20,7 @@ members in one pass through the base; the checkpoint format both write is ``lora
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ from lorauq.prompt import encode_prompts, letter_token_ids
 __all__ = [
     "EncodedQuestions",
     "adamw",
+    "batch_order_stream",
     "encode_training_set",
     "epoch_generator",
     "loss_scaler",
@@ -99,9 +101,23 @@ def encode_training_set(
     return EncodedQuestions(sequences, letters[frame["answer"].to_numpy()])
 
 
-def epoch_generator(member: int, epoch: int) -> torch.Generator:
-    """Data order depends on (member, epoch) alone, so a resumed run draws the same batches."""
-    return torch.Generator().manual_seed(1_000_003 * member + epoch)
+def batch_order_stream(train: TrainParams, ensemble: str) -> int:
+    """The ensemble's part of the batch-order seed (``train.batch_order``): 0 when every
+    ensemble shares member m's orders, else a 31-bit CRC-32 of the ensemble's name (stable
+    across machines and Python runs, unlike ``hash``), never 0."""
+    if train.batch_order == "shared":
+        return 0
+    return (zlib.crc32(ensemble.encode("utf-8")) & 0x7FFF_FFFF) or 1
+
+
+def epoch_generator(member: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """Data order depends on (stream, member, epoch) alone, so a resumed run draws the same
+    batches; stream 0 (the shared order) keeps the seeds of (member, epoch) alone. Another
+    stream hashes all three into 32 bits: torch's CPU generator (mt19937) keeps only the low
+    32 bits of a seed, so a stream in the high bits would change nothing."""
+    if stream == 0:
+        return torch.Generator().manual_seed(1_000_003 * member + epoch)
+    return torch.Generator().manual_seed(zlib.crc32(f"{stream}-{member}-{epoch}".encode()))
 
 
 def adamw(params: Iterable[torch.nn.Parameter], train: TrainParams) -> torch.optim.AdamW:
@@ -190,11 +206,13 @@ def train_member(
     train: TrainParams,
     template: str = "paper",
     progress: bool = True,
+    order_stream: int = 0,
 ) -> list[dict]:
     """Train member ``member`` for ``train.epochs`` epochs, resuming after the last complete one.
 
     Returns one log entry per epoch (mean loss, prior term, seconds, tokens). ``base_model``
-    is wrapped by peft in place; pass a fresh base for each member.
+    is wrapped by peft in place; pass a fresh base for each member. ``order_stream`` is the
+    ensemble's part of the batch-order seed (:func:`batch_order_stream`).
     """
     member_dir = Path(member_dir)
     data = encode_training_set(tokenizer, train_frame, template, train.max_length)
@@ -218,7 +236,10 @@ def train_member(
         for epoch in range(last + 1, train.epochs + 1):
             model.train()
             order = training_batches(
-                data.lengths, train.batch_size, train.batching, epoch_generator(member, epoch)
+                data.lengths,
+                train.batch_size,
+                train.batching,
+                epoch_generator(member, epoch, order_stream),
             )
             losses, priors, tokens = [], [], 0
             start = time.perf_counter()  # tqdm's clock stands still when the bar is disabled

@@ -20,7 +20,7 @@ from lorauq.atomic import atomic_path
 from lorauq.config import Params, load_params
 from lorauq.errors import exit_code
 from lorauq.layout import Layout
-from lorauq.methods.report import FINAL, MethodRuns, comparison
+from lorauq.methods.report import FINAL, MethodRuns, methods_table
 from lorauq.plots import save_figure
 from lorauq.protocol import ECE_BINS, figure, protocol_comparison, protocol_rows
 from lorauq.protocol_reference import read_protocol_reference
@@ -63,7 +63,7 @@ def run(params: Params, layout: Layout = Layout(), reference: Path = REFERENCE) 
     ``reports/protocol_comparison.csv`` (every row of ``reference`` with ours beside it);
     return the protocol table."""
     a = params.analysis
-    methods = comparison(protocol_methods(params, layout), a.in_domain, ECE_BINS, a.readout)
+    methods = methods_table(protocol_methods(params, layout), a.in_domain, ECE_BINS, a.readout)
     task = params.data.train.source
     table = protocol_rows(methods, task, {a.in_domain: task})
     _write_csv(table, layout.reports / "protocol.csv")
