@@ -157,20 +157,15 @@ def _ece_15(logits: pd.DataFrame) -> float:
 def test_protocol_smallest_shape_writes_the_table(tmp_path):
     import torch
 
+    from lorauq.in_process import run_experiment
     from lorauq.layout import Layout
-    from lorauq.stages import base, finetune, infer, methods, prepare, protocol
+    from lorauq.stages import protocol
     from lorauq.store import read_logits
 
     torch.set_num_threads(2)
     params = load_params(ROOT / "params.yaml", SMALLEST)
     layout = Layout(tmp_path)
-    prepare.run(params, layout)
-    base.run(params, layout, progress=False)
-    for unit in params.units:
-        finetune.run(params, "lora", unit, layout, progress=False)
-        infer.run(params, "lora", unit, layout=layout, progress=False)
-    infer.run(params, None, layout=layout, progress=False)
-    methods.run(params, "mc_dropout", layout, progress=False)
+    run_experiment(params, layout)  # the stages dvc repro runs before `protocol`
     protocol.run(params, layout, reference=REFERENCE)
 
     table = pd.read_csv(tmp_path / "reports" / "protocol.csv")
