@@ -135,7 +135,11 @@ def figure(table: pd.DataFrame):
             xlabel="eval set",
             ylabel=metric,
         )
+        ax.legend().remove()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, title="method", loc="lower center", ncol=len(labels),
+               bbox_to_anchor=(0.5, 0.0), frameon=False)  # fmt: skip
     tasks = ", ".join(dict.fromkeys(table["task"]))
     fig.suptitle(f"The Bayesian-LoRA protocol's metrics, task {tasks} (reports/protocol.csv)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.12, 1, 1))  # the bottom strip holds the methods' legend
     return fig
