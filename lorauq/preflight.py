@@ -55,12 +55,16 @@ def check_git_identity(root: str | Path = ".") -> tuple[str, str]:
     environment, else git's ``user.name`` and ``user.email`` for the repository at ``root``."""
     root = Path(root)
     config = {key: _git_config(root, f"user.{key}") for key in ("name", "email")}
-    missing = []
-    for key in ("name", "email"):
-        for role in ("AUTHOR", "COMMITTER"):
-            if not (os.environ.get(f"GIT_{role}_{key.upper()}") or config[key]):
-                missing.append(f"user.{key}")
-                break
+    # (author, committer) from the environment, named one by one (tests/test_safe_io.py)
+    environment = {
+        "name": (os.environ.get("GIT_AUTHOR_NAME"), os.environ.get("GIT_COMMITTER_NAME")),
+        "email": (os.environ.get("GIT_AUTHOR_EMAIL"), os.environ.get("GIT_COMMITTER_EMAIL")),
+    }
+    missing = [
+        f"user.{key}"
+        for key in ("name", "email")
+        if not all(value or config[key] for value in environment[key])
+    ]
     if missing:
         raise ConfigError(
             f"git config {' and '.join(missing)}: not set in {root.resolve()}; `dvc exp run` "
@@ -69,8 +73,8 @@ def check_git_identity(root: str | Path = ".") -> tuple[str, str]:
             "git config --global user.email you@example.org (without --global: this clone only)"
         )
     return (
-        os.environ.get("GIT_AUTHOR_NAME") or config["name"],
-        os.environ.get("GIT_AUTHOR_EMAIL") or config["email"],
+        environment["name"][0] or config["name"],
+        environment["email"][0] or config["email"],
     )
 
 

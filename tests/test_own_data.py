@@ -60,16 +60,19 @@ def composition_files(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def dvc_param_keys(profile: str, ensemble: str) -> list[str]:
-    """Every ``${profile}.…`` key a dvc.yaml stage names, for this profile and ensemble."""
+def dvc_param_keys(profile: str, ensemble: str, methods: tuple[str, ...] = ()) -> list[str]:
+    """Every ``${profile}.…`` key a dvc.yaml stage names, for this profile, its (main)
+    ensemble and the methods it runs (the method stage's ``${item}``)."""
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     keys = set()
     for stage in stages.values():
         body = stage.get("do", stage)
+        items = methods if "foreach" in stage else ("",)
         for key in body.get("params", []):
             if isinstance(key, str) and key.startswith("${profile}."):
                 key = key.replace("${profile}", profile).replace("${item.ensemble}", ensemble)
-                keys.add(key)
+                key = key.replace("${main}", ensemble)
+                keys.update(key.replace("${item}", item) for item in items)
     return sorted(keys)
 
 
@@ -136,6 +139,7 @@ def test_with_the_layer_every_key_dvc_names_is_there(tmp_path) -> None:
         assert composed[name] == sparse[name]
     # lorauq reads the sparse profile and the composed one as the same experiment
     top = {"profile": "own", "ensembles": ["main"], "members": ["0-1"], "methods": []}
+    top["main"] = composed["main"]  # the registry's copy of analysis.main
     plain = resolve_params({**sparse, **top})
     assert load_params(root / "params.yaml").as_dict() == plain.as_dict()
 

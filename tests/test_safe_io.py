@@ -50,7 +50,11 @@ SHUTIL_WRITERS = {
 ATOMIC = {"atomic_path", "atomic_dir"}
 #: The only environment variables lorauq reads or sets (the hub's offline switches, the progress
 #: mode); a token or key must never be among them.
-ENV_READ = {"HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "LORAUQ_PROGRESS"}
+#: ... and the git identity ``dvc exp run`` commits with (lorauq.preflight checks it is set;
+#: names, not secrets).
+ENV_READ = {"HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "LORAUQ_PROGRESS"} | {
+    f"GIT_{who}_{what}" for who in ("AUTHOR", "COMMITTER") for what in ("NAME", "EMAIL")
+}
 ENV_GETTERS = {"os.environ.get", "os.getenv"}
 #: The one call that takes a token: the hub's own login (the Colab notebook hands it the Colab
 #: secret HF_TOKEN, and the hub stores it where `hf auth login` would); lorauq keeps none.
