@@ -7,13 +7,14 @@ its layers are peft's (``lorauq.train``) or stacked with other members' (``lorau
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 
 from lorauq.config import LoraParams
-from lorauq.errors import ModelError
+from lorauq.errors import ModelError, StoreError
 
-__all__ = ["attach_lora", "lora_config", "lora_pairs", "lora_prior", "pairs_prior"]
+__all__ = ["attach_lora", "load_adapter", "lora_config", "lora_pairs", "lora_prior", "pairs_prior"]
 
 
 def lora_config(params: LoraParams):
@@ -39,6 +40,19 @@ def attach_lora(model, params: LoraParams, seed: int):
         return get_peft_model(model, lora_config(params))
     except ValueError as exc:
         raise ModelError(f"lora.target_modules {params.target_modules}: {exc}") from exc
+
+
+def load_adapter(base_model, adapter: str | Path, *, trainable: bool = False):
+    """A saved adapter folder (peft's format) on ``base_model``, in eval mode; one that does
+    not fit the base names the folder."""
+    from peft import PeftModel
+
+    try:
+        model = PeftModel.from_pretrained(base_model, str(adapter), is_trainable=trainable)
+    except Exception as exc:
+        raise StoreError(f"{adapter}: adapter cannot be loaded onto this base ({exc})") from exc
+    model.eval()
+    return model
 
 
 def lora_pairs(model) -> list[tuple[torch.Tensor, torch.Tensor]]:

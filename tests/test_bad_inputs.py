@@ -552,6 +552,28 @@ def _(ctx: Ctx):
 
 
 @case(
+    "ivon-samples-from-an-adamw-member",
+    StoreError,
+    "epoch-1: not an IVON checkpoint (no posterior in its training state)",
+    slow=True,
+)
+def _(ctx: Ctx):
+    from lorauq.methods.ivon import ivon_samples
+
+    base_dir = ctx.world["base_dir"]
+    ivon_samples(
+        load_base_model(str(base_dir), tw.BASE),
+        ctx.world["tokenizer"],
+        ctx.member / "epoch-1",
+        {"in_domain": tw.eval_set()},
+        epoch=1,
+        samples=1,
+        seed=0,
+        infer=tw.INFER,
+    )
+
+
+@case(
     "checkpoint-other-base-on-resume",
     StoreError,
     "epoch-1: checkpoint does not fit this base model … size mismatch",
@@ -602,6 +624,49 @@ def _(ctx: Ctx):
 )
 def _(ctx: Ctx):
     params(**{"methods.laplace.prior_precision": "valid"})
+
+
+@case("param-ivon-ess", ConfigError, "tiny.methods.ivon.ess must be positive, got 0.0")
+def _(ctx: Ctx):
+    params(**{"methods.ivon.ess": 0.0})
+
+
+@case(
+    "param-ivon-hess-init",
+    ConfigError,
+    "tiny.methods.ivon.hess_init must be positive, got -0.001",
+)
+def _(ctx: Ctx):
+    params(**{"methods.ivon.hess_init": -0.001})
+
+
+@case("param-ivon-beta2", ConfigError, "tiny.methods.ivon.beta2 must be in [0, 1), got 1.0")
+def _(ctx: Ctx):
+    params(**{"methods.ivon.beta2": 1.0})
+
+
+@case("param-ivon-beta1", ConfigError, "tiny.methods.ivon.beta1 must be in [0, 1), got -0.1")
+def _(ctx: Ctx):
+    params(**{"methods.ivon.beta1": -0.1})
+
+
+@case("param-ivon-samples", ConfigError, "tiny.methods.ivon.samples must be at least 1, got 0")
+def _(ctx: Ctx):
+    params(**{"methods.ivon.samples": 0})
+
+
+@case(
+    "param-ivon-train-samples",
+    ConfigError,
+    "tiny.methods.ivon.train_samples must be at least 1, got 0",
+)
+def _(ctx: Ctx):
+    params(**{"methods.ivon.train_samples": 0})
+
+
+@case("ivon-float16-base", ConfigError, "tiny.base.dtype is float16 but methods.run has 'ivon'")
+def _(ctx: Ctx):
+    params(**{"base.dtype": "float16", "methods.run": ["ivon"]})
 
 
 @case(

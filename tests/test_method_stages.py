@@ -39,7 +39,9 @@ SMALL = {
     "methods.checkpoints.last": 2,
     "methods.mc_dropout.passes": 2,
     "methods.laplace.samples": 2,
-    "methods.run": ["single", "mc_dropout", "checkpoints", "temperature", "laplace"],
+    "methods.ivon.samples": 2,
+    "methods.ivon.train_samples": 2,
+    "methods.run": ["single", "mc_dropout", "checkpoints", "temperature", "laplace", "ivon"],
 }
 
 
@@ -75,7 +77,14 @@ def test_every_method_writes_samples_and_the_report_compares_them(tmp_path: Path
         name: read_logits(tmp_path / "data" / "methods" / name / "samples.parquet")
         for name in params.methods.run
     }
-    expected = {"single": 1, "checkpoints": 2, "temperature": 1, "mc_dropout": 2, "laplace": 2}
+    expected = {
+        "single": 1,
+        "checkpoints": 2,
+        "temperature": 1,
+        "mc_dropout": 2,
+        "laplace": 2,
+        "ivon": 2,
+    }
     assert {n: t["member"].nunique() for n, t in samples.items()} == expected
     assert all(set(t["epoch"]) == {2} for t in samples.values())
     final = member0[member0["epoch"] == 2].sort_values(["eval_set", "id"])
@@ -89,10 +98,11 @@ def test_every_method_writes_samples_and_the_report_compares_them(tmp_path: Path
         "lora_ensemble",
         "lora_ensemble@best",
         "single@best",
-        *params.methods.run,
+        *params.methods.run[:5],
         "laplace_linearised",
+        "ivon",
     ]
-    assert len(table) == 9 * 2
+    assert len(table) == 10 * 2
     row = table.set_index(["method", "eval_set"])
     assert row.loc[("temperature", "unseen"), "auroc_mi"] == ONE_SAMPLE
     assert row.loc[("laplace", "in_domain"), "auroc_entropy"] == IN_DOMAIN
@@ -110,6 +120,13 @@ def test_every_method_writes_samples_and_the_report_compares_them(tmp_path: Path
     assert float(single_row["accuracy"]) == pytest.approx(np.mean(accs))
     assert float(single_row["accuracy_std"]) == pytest.approx(np.std(accs, ddof=1))
     assert row.loc[("laplace", "unseen"), "nll_std"].startswith("one run")
+    # ivon: a member of its own, trained with two draws per step, read out with two draws
+    assert row.loc[("ivon", "unseen"), "nll_std"].startswith("one run")
+    assert int(row.loc[("ivon", "unseen"), "samples"]) == 2
+    assert int(row.loc[("ivon", "unseen"), "finetune_passes"]) == 2
+    assert int(row.loc[("ivon", "unseen"), "eval_passes"]) == 2
+    ivon_epochs = tmp_path / "data" / "methods" / "ivon" / "member-0"
+    assert sorted(p.name for p in ivon_epochs.iterdir()) == ["epoch-1", "epoch-2"]
     assert row.loc[("lora_ensemble", "unseen"), "selected_by"] == FINAL
     assert row.loc[("single@best", "unseen"), "selected_by"] == BEST
     for name in params.methods.run:

@@ -34,8 +34,9 @@ import torch
 
 from lorauq.batching import collate_left, last_position_logits
 from lorauq.config import InferParams, Params
-from lorauq.errors import ConfigError, DataError, StoreError
+from lorauq.errors import ConfigError, DataError
 from lorauq.layout import Layout
+from lorauq.lora import load_adapter
 from lorauq.readout import EncodedEvalSet, encode_eval_set, encode_eval_sets, evaluate_sets
 from lorauq.schema import LOGIT_COLUMNS
 from lorauq.stages.methods import MethodOutput, final_adapter, member_logits
@@ -187,14 +188,9 @@ def laplace_samples(
     on; ``curvature_batch`` questions go into each curvature batch, ``batch_size`` into each
     validation batch."""
     from laplace import Laplace
-    from peft import PeftModel
     from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-    try:
-        model = PeftModel.from_pretrained(base_model, str(adapter), is_trainable=True)
-    except Exception as exc:
-        raise StoreError(f"{adapter}: adapter cannot be loaded onto this base ({exc})") from exc
-    model.eval()
+    model = load_adapter(base_model, adapter, trainable=True)
     _one_k(train_frame, "training")
     pad_id = tokenizer.pad_token_id
 

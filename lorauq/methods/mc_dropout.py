@@ -11,6 +11,7 @@ The method ``mc_dropout`` (:func:`run`) trains that member from member 0's seed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,8 +21,10 @@ import torch
 from lorauq.config import InferParams, Params
 from lorauq.errors import StoreError
 from lorauq.layout import Layout
+from lorauq.lora import load_adapter
+from lorauq.methods.own_member import own_member
 from lorauq.readout import encode_eval_sets, letter_table, tag_table
-from lorauq.stages.methods import MethodOutput, method_dir
+from lorauq.stages.methods import MethodOutput
 
 __all__ = ["dropout_samples", "run"]
 
@@ -62,13 +65,7 @@ def dropout_samples(
     the logits store, pass t as member t at ``epoch``; pass t's masks come from seed
     ``seed * 1_000_003 + t``. ``dropout`` and ``passes`` are
     :class:`lorauq.methods.registry.McDropoutSettings`, checked there when params load."""
-    from peft import PeftModel
-
-    try:
-        model = PeftModel.from_pretrained(base_model, str(adapter), is_trainable=False)
-    except Exception as exc:
-        raise StoreError(f"{adapter}: adapter cannot be loaded onto this base ({exc})") from exc
-    model.eval()
+    model = load_adapter(base_model, adapter)
     if _active_dropout(model, dropout) == 0:
         raise StoreError(f"{adapter}: no LoRA layers found to drop out")
     encoded = encode_eval_sets(
@@ -95,41 +92,20 @@ def run(params: Params, layout: Layout, progress: bool = False) -> MethodOutput:
     settings) with LoRA dropout ``methods.mc_dropout.dropout``, then its passes."""
     import dataclasses
 
-    from lorauq.checkpoints import completed_epochs, epoch_dir
-    from lorauq.model import load_base
-    from lorauq.questions import read_prepared
-    from lorauq.stages.infer import eval_sets
-    from lorauq.train import batch_order_stream, train_member
+    from lorauq.train import train_member
 
-    spec = params.ensemble(params.main_ensemble)
     m = params.methods.mc_dropout
-    folder = method_dir(layout, "mc_dropout") / "member-0"
-    model, tokenizer = load_base(params.base, layout.base)
-    train_member(
-        model,
-        tokenizer,
-        read_prepared(layout.train_table),
-        member=0,
-        member_dir=folder,
-        lora=dataclasses.replace(spec.lora, dropout=m.dropout),
-        train=spec.train,
-        template=params.data.template,
-        progress=progress,
-        order_stream=batch_order_stream(spec.train, params.main_ensemble),
-    )
-    final = completed_epochs(folder)[-1]
-    model, tokenizer = load_base(params.base, layout.base)  # fresh: peft wrapped the first
-    table = dropout_samples(
-        model,
-        tokenizer,
-        epoch_dir(folder, final),
-        eval_sets(params, layout),
-        epoch=final,
-        dropout=m.dropout,
-        passes=m.passes,
-        seed=m.seed,
-        template=params.data.template,
-        infer=params.infer,
-        stored_letters=params.data.stored_letters,
+
+    def train_fn(*args, lora, **kwargs):
+        return train_member(
+            *args, lora=dataclasses.replace(lora, dropout=m.dropout), progress=progress, **kwargs
+        )
+
+    table = own_member(
+        params,
+        layout,
+        "mc_dropout",
+        train_fn,
+        functools.partial(dropout_samples, dropout=m.dropout, passes=m.passes, seed=m.seed),
     )
     return MethodOutput(table, {"dropout": m.dropout})

@@ -30,6 +30,7 @@ __all__ = [
     "ARTEFACTS",
     "METHODS",
     "CheckpointsSettings",
+    "IvonSettings",
     "LaplaceSettings",
     "McDropoutSettings",
     "Method",
@@ -129,6 +130,55 @@ class LaplaceSettings:
             )
 
 
+@dataclass(frozen=True)
+class IvonSettings:
+    """One member (member 0's seed, the main ensemble's LoRA, loss, epochs and batches) trained
+    with IVON instead of AdamW: a diagonal Gaussian over the LoRA weights, mean moved at ``lr``
+    and precision ``ess`` · (Hessian estimate + ``weight_decay``) learnt from ``train_samples``
+    weight draws per step (Hessian starts at ``hess_init``, averaged with ``beta2``; gradients
+    with ``beta1``; each step's move clipped to ``lr`` · ``clip_radius`` per weight). Read out
+    with ``samples`` weight draws from ``seed``. ``ess`` is the data size the posterior's
+    width assumes, not the training set's: larger narrows it (see lorauq/methods/ivon.py for
+    why the tiny world's defaults are what they are)."""
+
+    ess: float = 1e7
+    hess_init: float = 3e-4
+    beta1: float = 0.9
+    beta2: float = 0.99999
+    lr: float = 0.03
+    weight_decay: float = 0.0
+    clip_radius: float = 1e-3
+    train_samples: int = 1
+    samples: int = 10
+    seed: int = 0
+
+    def check(self, params: Params, where: str, runs: bool) -> None:
+        """IVON's ranges: the library refuses some of them deep inside a run, and a beta of 1
+        (which it accepts) would freeze the momentum or the Hessian at their start. A float16
+        base is refused: IVON collects the gradients before a loss scaler could unscale them."""
+        _at_least_one(where, samples=self.samples, train_samples=self.train_samples)
+        positive = {
+            "ess": self.ess,
+            "hess_init": self.hess_init,
+            "lr": self.lr,
+            "clip_radius": self.clip_radius,
+        }
+        for key, value in positive.items():
+            if not value > 0:
+                raise ConfigError(f"{where}.{key} must be positive, got {value}")
+        for key, value in {"beta1": self.beta1, "beta2": self.beta2}.items():
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{where}.{key} must be in [0, 1), got {value}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"{where}.weight_decay must be at least 0, got {self.weight_decay}")
+        if runs and params.base.dtype == "float16":
+            raise ConfigError(
+                f"{params.profile}.base.dtype is float16 but methods.run has 'ivon', whose "
+                "gradients are collected before a loss scaler could unscale them; use bfloat16 "
+                "or float32"
+            )
+
+
 #: What a method's stage may read, each with its path in dvc.yaml (``${main}``: the main
 #: ensemble, copied to the top level of params.yaml like the stage lists).
 ARTEFACTS = {
@@ -171,6 +221,7 @@ class Method:
 
 
 _ONE_MEMBER = "one member in the experiment"
+_OWN_MEMBER = "one run: it trains a member of its own (seed 0)"
 _INFERENCE = ("base", "data.template", "data.stored_letters", "infer")
 
 #: Every method, in the order of the methods table.
@@ -196,7 +247,7 @@ METHODS: dict[str, Method] = {
                 "finetune_passes": 1,
                 "eval_passes": params.methods.mc_dropout.passes,
             },
-            one_run="one run: it trains a member of its own (seed 0)",
+            one_run=_OWN_MEMBER,
         ),
         Method(
             "checkpoints",
@@ -233,6 +284,19 @@ METHODS: dict[str, Method] = {
                 "eval_passes": params.methods.laplace.samples,
             },
             one_run="one run: one posterior, around member 0",
+        ),
+        Method(
+            "ivon",
+            IvonSettings,
+            per_member=False,
+            needs=("base", "prepared"),
+            profile_params=(*_INFERENCE, "lora", "train", "ensembles.${main}"),
+            # a member of its own, each step a forward and backward pass per train-time draw
+            cost=lambda params, fitted: {
+                "finetune_passes": params.methods.ivon.train_samples,
+                "eval_passes": params.methods.ivon.samples,
+            },
+            one_run=_OWN_MEMBER,
         ),
     )
 }
