@@ -141,11 +141,12 @@ def _laplace(params: Params, layout: Layout) -> tuple[pd.DataFrame, dict, pd.Dat
     adapter, final = _final_adapter(params, layout)
     model, tokenizer = load_base(params.base, layout.base)
     held = layout.calibration_table
+    train_frame = read_prepared(layout.train_table)
     table, fitted, probit = laplace_samples(
         model,
         tokenizer,
         adapter,
-        read_prepared(layout.train_table),
+        train_frame,
         eval_sets(params, layout),
         epoch=final,
         hessian=m.hessian,
@@ -160,7 +161,8 @@ def _laplace(params: Params, layout: Layout) -> tuple[pd.DataFrame, dict, pd.Dat
     )
     # the curvature: K backward passes (one per letter) per training question, against one
     # forward and backward pass per question and epoch of fine-tuning
-    epochs = params.ensemble(params.main_ensemble).train.epochs
+    t = params.ensemble(params.main_ensemble).train
+    epochs = t.epochs if t.steps is None else t.steps * t.batch_size / len(train_frame)
     cost = {
         "finetune_passes": 1 + fitted["n_letters"] / epochs,
         "eval_passes": m.samples,
