@@ -111,14 +111,25 @@ def ensemble_logits(params: Params, layout: Layout = Layout()) -> dict[str, pd.D
 
 
 def training_table(params: Params, layout: Layout = Layout()) -> pd.DataFrame:
-    """Per ensemble, member and epoch: training loss and the saved adapter's LoRA-L2 norm."""
+    """Per ensemble, member and epoch (checkpoint): the optimiser step it was taken after,
+    training loss and the saved adapter's LoRA-L2 norm."""
     rows = [
         {"ensemble": name, **record}
         for name in params.ensembles
         for unit in params.units
         for record in json.loads(layout.unit_training(name, unit).read_text(encoding="utf-8"))
     ]
-    columns = ["ensemble", "member", "epoch", "loss", "prior", "lora_l2", "tokens", "elapsed_s"]
+    columns = [
+        "ensemble",
+        "member",
+        "epoch",
+        "step",
+        "loss",
+        "prior",
+        "lora_l2",
+        "tokens",
+        "elapsed_s",
+    ]
     return pd.DataFrame(rows).reindex(columns=columns)
 
 
