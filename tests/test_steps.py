@@ -14,7 +14,7 @@ from lorauq.batching import training_batches
 from lorauq.checkpoints import LOG_FILE, completed_epochs
 from lorauq.config import TrainParams, resolve_params
 from lorauq.errors import ConfigError, StoreError
-from lorauq.schedule import checkpoint_steps, step_batches, steps_per_epoch
+from lorauq.schedule import checkpoint_steps, passes_over_data, step_batches, steps_per_epoch
 from lorauq.train import epoch_generator
 
 LENGTHS = [5 + (i * 7) % 11 for i in range(45)]  # 45 rows, batch 8: 6 batches an epoch
@@ -31,6 +31,8 @@ def test_checkpoint_steps_by_epochs_and_by_steps():
     assert checkpoint_steps(6, _by_steps(20, [10, 20])) == [10, 20]  # the last named once
     assert _by_steps(20, [4, 13]).checkpoint_count == 3
     assert TrainParams(epochs=3).checkpoint_count == 3
+    assert passes_over_data(TrainParams(epochs=3), 45) == 3.0
+    assert passes_over_data(_by_steps(20, [4]), 40) == 4.0  # 20 steps of 8 rows over 40 rows
 
 
 @pytest.mark.parametrize("batching", ["bucketed", "shuffle"])

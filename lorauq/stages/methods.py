@@ -135,6 +135,7 @@ def _calibration_logits(params: Params, layout: Layout) -> pd.DataFrame:
 def _laplace(params: Params, layout: Layout) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     from lorauq.methods.laplace_lora import laplace_samples
     from lorauq.questions import read_prepared
+    from lorauq.schedule import passes_over_data
     from lorauq.stages.infer import eval_sets
 
     m = params.methods.laplace
@@ -161,8 +162,7 @@ def _laplace(params: Params, layout: Layout) -> tuple[pd.DataFrame, dict, pd.Dat
     )
     # the curvature: K backward passes (one per letter) per training question, against one
     # forward and backward pass per question and epoch of fine-tuning
-    t = params.ensemble(params.main_ensemble).train
-    epochs = t.epochs if t.steps is None else t.steps * t.batch_size / len(train_frame)
+    epochs = passes_over_data(params.ensemble(params.main_ensemble).train, len(train_frame))
     cost = {
         "finetune_passes": 1 + fitted["n_letters"] / epochs,
         "eval_passes": m.samples,
