@@ -141,3 +141,27 @@ def test_a_changed_schedule_refuses_to_resume(tiny_base, tmp_path):
     tw.train(tiny_base, tmp_path / "m", steps=4)
     with pytest.raises(StoreError, match=r"epoch-1: checkpoint taken at step 4, but"):
         tw.train(tiny_base, tmp_path / "m", **STEPS | {"checkpoint_steps": [3]})
+
+
+@pytest.mark.slow
+def test_a_stage_trained_by_steps_reads_out_each_checkpoint(tmp_path):
+    """finetune and infer of a two-member stage by steps: logits at checkpoints 1 and 2 (the
+    ``epoch`` column), their steps in the training json and in training.csv's table."""
+    from lorauq.layout import Layout
+    from lorauq.stages import base, finetune, infer, prepare
+    from lorauq.stages.figures import training_table
+    from lorauq.store import read_logits
+
+    schedule = {"train.epochs": None, "train.steps": 9, "train.checkpoint_steps": [4]}
+    p = resolve_params(tw.stage_params("0-1", "main"), schedule)
+    layout = Layout(tmp_path)
+    prepare.run(p, layout)
+    base.run(p, layout, progress=False)
+    logs = finetune.run(p, "main", "0-1", layout, progress=False)
+    assert {m: [log["step"] for log in logs[m]] for m in (0, 1)} == {0: [4, 9], 1: [4, 9]}
+    table = read_logits(infer.run(p, "main", "0-1", layout, progress=False))
+    assert sorted(table.groupby(["member", "epoch"]).groups) == [
+        (m, e) for m in (0, 1) for e in (1, 2)
+    ]
+    steps = training_table(p, layout)[["member", "epoch", "step"]]
+    assert steps.to_numpy().tolist() == [[0, 1, 4], [0, 2, 9], [1, 1, 4], [1, 2, 9]]

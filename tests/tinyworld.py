@@ -132,6 +132,30 @@ def train_joint(
     )
 
 
+def stage_params(unit: str, ensemble: str, *, joint: bool = True) -> dict[str, Any]:
+    """A ``params.yaml`` mapping of one tiny-world profile ``p``: one ensemble, one stage of
+    ``unit``'s members, trained and evaluated jointly or in turn."""
+    profile = {
+        "members": [unit],
+        "ensembles": {ensemble: {}},
+        "base": {**dataclasses.asdict(BASE), "kind": "tiny"},
+        "data": {
+            "template": "paper",
+            "world": WORLD,
+            "train": {"source": "synthetic", "split": "train"},
+            "eval": {
+                "in_domain": {"source": "synthetic", "split": "in_domain"},
+                "unseen": {"source": "synthetic", "split": "unseen"},
+            },
+        },
+        "lora": dataclasses.asdict(LORA),
+        "train": {**dataclasses.asdict(TRAIN), "threads": 1, "joint": joint},
+        "infer": {**dataclasses.asdict(INFER), "threads": 1, "joint": joint},
+        "analysis": {"in_domain": "in_domain"},
+    }
+    return {"profile": "p", "ensembles": [ensemble], "members": [unit], "p": profile}
+
+
 def adapter_tensors(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
