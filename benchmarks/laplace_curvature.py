@@ -2,7 +2,7 @@
 
 laplace-torch's default GGN backend (curvlinops) goes through the Jacobian of each batch of
 the K letter logits; every output's backward pass runs through the whole batch, so a batch
-of b questions costs about b² single-question backward passes. ``lorauq.methods.laplace_lora``
+of b questions costs about b² single-question backward passes. ``lorauq.methods.laplace``
 fits with one question per batch; the baseline is 16 per batch (the validation batches'
 size, and what the method used before). Each setting runs in its own process, so its peak
 resident memory is its own; the diagonal GGN of every setting is compared with the first's.
@@ -43,7 +43,7 @@ def fit_once(folder: str, questions: int, batch: int, queue) -> None:
     from laplace import Laplace
     from peft import get_peft_model
 
-    from lorauq.methods.laplace_lora import LetterHead, _loader
+    from lorauq.methods.laplace import LetterHead, _loader
     from lorauq.readout import encode_eval_set
 
     torch.manual_seed(0)

@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         params = load_params(args.params)
+        prepare.check_tracked_paths(params)
         for name, path in prepare.run(params, Layout()).items():
             print(f"{name}: {path}")
     except LorauqError as exc:

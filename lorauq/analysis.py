@@ -59,10 +59,14 @@ __all__ = [
     "TRANSITIONS",
     "Cube",
     "agreement_table",
+    "common_epochs",
+    "ensemble_summary",
+    "eval_set_cubes",
     "half_agreement_table",
     "headline_metrics",
     "letter_mass_table",
     "metrics_table",
+    "ood_aurocs",
     "ood_table",
     "probability_cube",
     "question_table",
@@ -236,7 +240,7 @@ def _check_same_answers(
         )
 
 
-def _cubes(logits: pd.DataFrame, readout: Readout) -> list[Cube]:
+def eval_set_cubes(logits: pd.DataFrame, readout: Readout) -> list[Cube]:
     """One cube per eval set, in ascending eval-set name."""
     names = sorted(logits["eval_set"].unique().tolist())
     return [probability_cube(logits, name, readout) for name in names]
@@ -269,8 +273,10 @@ def _label_metrics(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> dict[s
     }
 
 
-def _summary(p_ens: np.ndarray, answers: np.ndarray, n_bins: int) -> dict[str, float]:
+def ensemble_summary(p_ens: np.ndarray, answers: np.ndarray, n_bins: int) -> dict[str, float]:
     """Every metric of one ensemble ``(k, n_questions, n_classes)``; ``k = 1`` is one member.
+    The one definition of :data:`METRICS`: the figures, metrics.json and the methods table
+    (:mod:`lorauq.methods.report`) all read it.
 
     Label metrics are left out when no question is labelled, rather than reported as NaN.
     """
@@ -317,10 +323,12 @@ def _epoch_metric_records(cube: Cube, epoch: int, sizes: list[int], n_bins: int)
     """Rows of :func:`metrics_table` for one eval set and epoch."""
     records = []
     for size in sizes:
-        summary = _summary(cube.ensemble(epoch, size), cube.answers, n_bins)
+        summary = ensemble_summary(cube.ensemble(epoch, size), cube.answers, n_bins)
         records += _long_records(cube, epoch, ENSEMBLE, size, -1, summary)
     probs = cube.ensemble(epoch)
-    singles = [_summary(probs[m : m + 1], cube.answers, n_bins) for m in range(cube.n_members)]
+    singles = [
+        ensemble_summary(probs[m : m + 1], cube.answers, n_bins) for m in range(cube.n_members)
+    ]
     for member, summary in zip(cube.members, singles, strict=True):
         records += _long_records(cube, epoch, MEMBER, 1, int(member), summary)
     records += _long_records(cube, epoch, MEMBER_MEAN, 1, -1, _mean_summary(singles))
@@ -343,7 +351,7 @@ def metrics_table(
     :data:`METRICS`, means over questions; label metrics are absent for unlabelled eval sets.
     """
     records = []
-    for cube in _cubes(logits, readout):
+    for cube in eval_set_cubes(logits, readout):
         sizes = _ensemble_sizes(ensemble_sizes, cube)
         for epoch in cube.epochs.tolist():
             records += _epoch_metric_records(cube, epoch, sizes, n_bins)
@@ -368,12 +376,12 @@ def headline_metrics(
     the key is absent when ``in_domain`` is not an eval set.
     Values are plain floats, so ``json.dump`` and ``dvc metrics`` take the dict as is.
     """
-    cubes = {cube.eval_set: cube for cube in _cubes(logits, readout)}
-    masses = {cube.eval_set: _letter_mass(cube) for cube in _cubes(logits, "with_other")}
+    cubes = {cube.eval_set: cube for cube in eval_set_cubes(logits, readout)}
+    masses = {cube.eval_set: _letter_mass(cube) for cube in eval_set_cubes(logits, "with_other")}
     result: dict = {
         stage: {
             name: {
-                **_summary(cube.ensemble(int(cube.epochs[position])), cube.answers, n_bins),
+                **ensemble_summary(cube.ensemble(int(cube.epochs[position])), cube.answers, n_bins),
                 "letter_mass": float(LETTER_MASS_STATISTICS["mean"](masses[name][position])),
                 "letter_mass_p05": float(LETTER_MASS_STATISTICS["p05"](masses[name][position])),
             }
@@ -385,9 +393,9 @@ def headline_metrics(
         in_cube = cubes[in_domain]
         result["ood_auroc"] = {
             "final": {
-                name: _ood_aurocs(in_cube, cube, _common_epochs(in_cube, cube)[-1])
+                name: ood_aurocs(in_cube, cube, common_epochs(in_cube, cube)[-1])
                 for name, cube in cubes.items()
-                if name != in_domain and _common_epochs(in_cube, cube)
+                if name != in_domain and common_epochs(in_cube, cube)
             }
         }
     return result
@@ -430,7 +438,7 @@ def question_table(logits: pd.DataFrame, readout: Readout = "renormalized") -> p
     """
     frames = [
         _question_frame(cube, epoch)
-        for cube in _cubes(logits, readout)
+        for cube in eval_set_cubes(logits, readout)
         for epoch in cube.epochs.tolist()
     ]
     return pd.concat(frames, ignore_index=True)
@@ -445,7 +453,8 @@ def subject_table(
     mutual_information``; ``count`` is all questions, ``accuracy`` over the labelled ones.
     """
     questions = pd.concat(
-        [_question_frame(cube, epoch) for cube in _cubes(logits, readout)], ignore_index=True
+        [_question_frame(cube, epoch) for cube in eval_set_cubes(logits, readout)],
+        ignore_index=True,
     )
     table = questions.groupby(["eval_set", "epoch", "group", "subject"], as_index=False).agg(
         count=("id", "size"),
@@ -503,7 +512,7 @@ def transitions(
     keys = ["eval_set"] if by == "eval_set" else ["eval_set", "subject"]
     frames = [
         _count_transitions(cube, epoch_from, epoch_to, keys)
-        for cube in _cubes(logits, readout)
+        for cube in eval_set_cubes(logits, readout)
         if cube.labelled.any()
     ]
     table = _concat(frames, [*keys, "transition", "count", "fraction"])
@@ -522,7 +531,7 @@ def transitions_over_epochs(
     lost by fine-tuning and ``learned`` what fine-tuning added.
     """
     frames = []
-    for cube in _cubes(logits, readout):
+    for cube in eval_set_cubes(logits, readout):
         cube.epoch_index(reference_epoch)
         if not cube.labelled.any():
             continue
@@ -539,7 +548,8 @@ def transitions_over_epochs(
 # --------------------------------------------------------------------------- OOD
 
 
-def _common_epochs(a: Cube, b: Cube) -> list[int]:
+def common_epochs(a: Cube, b: Cube) -> list[int]:
+    """The epochs both cubes hold."""
     return np.intersect1d(a.epochs, b.epochs).tolist()
 
 
@@ -563,7 +573,9 @@ def _ood_problems(
         yield score, np.concatenate([inside[score], outside[score]]), is_ood
 
 
-def _ood_aurocs(in_cube: Cube, cube: Cube, epoch: int) -> dict[str, float]:
+def ood_aurocs(in_cube: Cube, cube: Cube, epoch: int) -> dict[str, float]:
+    """AUROC of telling ``cube``'s questions from ``in_cube``'s at ``epoch``, per score of
+    :data:`OOD_SCORES` (the one definition: ood_table, metrics.json, the methods table)."""
     return {
         score: float(auroc(scores, is_ood))
         for score, scores, is_ood in _ood_problems(in_cube, cube, epoch)
@@ -573,7 +585,7 @@ def _ood_aurocs(in_cube: Cube, cube: Cube, epoch: int) -> dict[str, float]:
 def _split_in_domain(
     logits: pd.DataFrame, in_domain: str, readout: Readout
 ) -> tuple[Cube, list[Cube]]:
-    cubes = _cubes(logits, readout)
+    cubes = eval_set_cubes(logits, readout)
     names = [cube.eval_set for cube in cubes]
     if in_domain not in names:
         raise StoreError(f"in-domain eval set {in_domain!r} is not in the table; it has {names}")
@@ -593,8 +605,8 @@ def ood_table(
     records = [
         (cube.eval_set, epoch, score, value)
         for cube in others
-        for epoch in _common_epochs(in_cube, cube)
-        for score, value in _ood_aurocs(in_cube, cube, epoch).items()
+        for epoch in common_epochs(in_cube, cube)
+        for score, value in ood_aurocs(in_cube, cube, epoch).items()
     ]
     return pd.DataFrame.from_records(records, columns=["eval_set", "epoch", "score", "auroc"])
 
@@ -625,7 +637,7 @@ def roc_points(
     in_cube, others = _split_in_domain(logits, in_domain, readout)
     frames = []
     for cube in others:
-        chosen = _common_epochs(in_cube, cube)[-1] if epoch is None else epoch
+        chosen = common_epochs(in_cube, cube)[-1] if epoch is None else epoch
         for score, scores, is_ood in _ood_problems(in_cube, cube, chosen):
             fpr, tpr = _roc_curve(scores, is_ood)
             frames.append(
@@ -687,7 +699,7 @@ def reliability_table(
     """
     frames = [
         _reliability_bins(cube, epoch, n_bins)
-        for cube in _cubes(logits, readout)
+        for cube in eval_set_cubes(logits, readout)
         if cube.labelled.any()
     ]
     columns = ["eval_set", "epoch", "bin", "bin_lower", "bin_upper", "confidence", "accuracy"]
@@ -702,7 +714,7 @@ def risk_coverage_table(
     Columns ``eval_set, epoch, coverage, risk`` (risk = error rate among the answered).
     """
     frames = []
-    for cube in _cubes(logits, readout):
+    for cube in eval_set_cubes(logits, readout):
         if not cube.labelled.any():
             continue
         coverage, risk = risk_coverage(*_confidence_correct(cube, epoch))
@@ -788,9 +800,9 @@ def agreement_table(
     Columns ``eval_set, epoch, reference_epoch, reference, estimator, ensemble_size, metric,
     value``; ``reference`` names the reference's members, e.g. ``members 2–4 (M=3)``.
     """
-    references = {cube.eval_set: cube for cube in _cubes(reference_logits, readout)}
+    references = {cube.eval_set: cube for cube in eval_set_cubes(reference_logits, readout)}
     records = []
-    for cube in _cubes(logits, readout):
+    for cube in eval_set_cubes(logits, readout):
         reference = references.get(cube.eval_set)
         if reference is None:
             continue
@@ -870,7 +882,7 @@ def letter_mass_table(logits: pd.DataFrame) -> pd.DataFrame:
     """
     records = [
         (cube.eval_set, int(epoch), statistic, float(summarise(mass)))
-        for cube in _cubes(logits, "with_other")
+        for cube in eval_set_cubes(logits, "with_other")
         for epoch, mass in zip(cube.epochs, _letter_mass(cube), strict=True)
         for statistic, summarise in LETTER_MASS_STATISTICS.items()
     ]

@@ -25,6 +25,7 @@ from typing import Any, Literal
 import yaml
 
 from lorauq.errors import ConfigError, did_you_mean
+from lorauq.methods.registry import METHODS as REGISTRY
 from lorauq.prompt import resolve_template
 from lorauq.schema import MAX_CHOICES, MIN_CHOICES, Readout
 
@@ -34,19 +35,17 @@ __all__ = [
     "TOP_LEVEL_KEYS",
     "AnalysisParams",
     "BaseParams",
-    "CheckpointsParams",
     "DataParams",
     "Ensemble",
     "FigCParams",
     "InferParams",
-    "LaplaceParams",
     "LoraParams",
-    "McDropoutParams",
     "MethodsParams",
     "Params",
     "SourceSpec",
     "TrainParams",
     "build_section",
+    "config_sections",
     "load_params",
     "resolve_params",
     "stage_lists",
@@ -154,8 +153,16 @@ class TrainParams:
     joint: bool = True
     #: How an epoch's questions become batches: ``bucketed`` (length-sorted windows, little
     #: padding: the fast default) or ``shuffle`` (plain random batches, as the paper's authors
-    #: trained; the paper profile's choice). Both orders depend only on (member, epoch).
+    #: trained; the paper profile's choice). Both orders depend only on (member, epoch) and,
+    #: with ``batch_order: ensemble``, the ensemble.
     batching: Literal["bucketed", "shuffle"] = "bucketed"
+    #: Whose batch order a member sees: ``ensemble``, its own per (ensemble, member, epoch),
+    #: so member m of two ensembles draws different orders, as in the paper's authors' code
+    #: (their loader shuffles from the global RNG after the rank-dependent LoRA init); or
+    #: ``shared``, one order per (member, epoch) for every ensemble, so ensembles that differ
+    #: in one setting are compared at equal data orders (less variance, but members of two
+    #: ensembles then train in lockstep and agree more than independent runs would).
+    batch_order: Literal["ensemble", "shared"] = "ensemble"
 
     @property
     def checkpoint_count(self) -> int:
@@ -209,50 +216,26 @@ class AnalysisParams:
     compare_with: str | None = None
 
 
-#: The uncertainty methods besides the LoRA ensemble itself (which is always compared).
-METHODS = ("single", "mc_dropout", "checkpoints", "temperature", "laplace")
+#: The uncertainty methods besides the LoRA ensemble itself (which is always compared): the
+#: records of :mod:`lorauq.methods.registry`, the one place that lists them.
+METHODS = tuple(REGISTRY)
 
 
-@dataclass(frozen=True)
-class McDropoutParams:
-    """One member trained with LoRA dropout ``dropout``, read out with ``passes`` stochastic
-    passes whose masks come from ``seed`` (so a rerun writes the same samples)."""
-
-    dropout: float = 0.1
-    passes: int = 10
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class CheckpointsParams:
-    """The snapshot ensemble: the ``last`` epoch checkpoints of member 0."""
-
-    last: int = 3
+def _methods_params() -> type:
+    """``<profile>.methods``: the methods ``run`` (names of :data:`METHODS`) and one section
+    per method, of the type its record names; all of them start from the main ensemble."""
+    fields = [("run", list[str], field(default_factory=list))]
+    fields += [
+        (name, m.settings, field(default_factory=m.settings)) for name, m in REGISTRY.items()
+    ]
+    made = dataclasses.make_dataclass(
+        "MethodsParams", fields, frozen=True, namespace={"__doc__": _methods_params.__doc__}
+    )
+    made.__module__ = __name__
+    return made
 
 
-@dataclass(frozen=True)
-class LaplaceParams:
-    """A Laplace posterior over member 0's LoRA weights: ``hessian`` structure, ``samples``
-    weight draws from ``seed``; ``prior_precision`` a number, ``"validation"`` (chosen by the
-    NLL of held-out training rows) or ``"marglik"`` (marginal likelihood); ``linearised``
-    also stores the probit read-out of the linearised predictive."""
-
-    hessian: Literal["diag", "kron"] = "diag"
-    samples: int = 10
-    seed: int = 0
-    prior_precision: Literal["validation", "marglik"] | float = "validation"
-    linearised: bool = True
-
-
-@dataclass(frozen=True)
-class MethodsParams:
-    """The rival methods ``run`` (names of :data:`METHODS`) and their settings; all of them
-    start from member 0 of the main ensemble."""
-
-    run: list[str] = field(default_factory=list)
-    mc_dropout: McDropoutParams = field(default_factory=McDropoutParams)
-    checkpoints: CheckpointsParams = field(default_factory=CheckpointsParams)
-    laplace: LaplaceParams = field(default_factory=LaplaceParams)
+MethodsParams = _methods_params()
 
 
 @dataclass(frozen=True)
@@ -340,6 +323,11 @@ _SECTIONS = {
     "analysis": AnalysisParams,
     "methods": MethodsParams,
 }
+
+
+def config_sections() -> dict[str, type]:
+    """The sections of a profile and their dataclasses, in ``params.yaml``'s order."""
+    return dict(_SECTIONS)
 
 
 def _check_type(value: Any, hint: Any, where: str) -> Any:
@@ -556,7 +544,8 @@ def _check_values(params: Params, where: str) -> None:
 
 
 def _check_methods(params: Params, where: str) -> None:
-    """Method names and the ranges of their settings, at load time rather than mid-run."""
+    """Method names, then each method's settings by its own ``check`` (the one check of
+    them), at load time rather than mid-run."""
     m = params.methods
     for name in m.run:
         if name not in METHODS:
@@ -566,49 +555,20 @@ def _check_methods(params: Params, where: str) -> None:
             )
     if len(set(m.run)) != len(m.run):
         raise ConfigError(f"{where}.methods.run: a method is listed twice ({m.run})")
+    if m.run and params.analysis.main is None:
+        raise ConfigError(
+            f"{where}.methods.run {m.run}: set {where}.analysis.main, the ensemble the methods "
+            f"start from (one of {list(params.ensembles)}): their DVC stages read its adapters "
+            "and logits by that name"
+        )
     fraction = params.data.calibration_fraction
     if not 0.0 <= fraction < 1.0:
         raise ConfigError(
             f"{where}.data.calibration_fraction must be in [0, 1) (1 would leave no training "
             f"rows), got {fraction}"
         )
-    if "temperature" in m.run and fraction == 0.0:
-        raise ConfigError(
-            f"{where}.data.calibration_fraction is 0 but methods.run has 'temperature', which "
-            "fits on the held-out training rows; set it, e.g. 0.1"
-        )
-    if not 0.0 <= m.mc_dropout.dropout < 1.0:
-        raise ConfigError(
-            f"{where}.methods.mc_dropout.dropout must be in [0, 1), got {m.mc_dropout.dropout}"
-        )
-    counts = {
-        "methods.mc_dropout.passes": m.mc_dropout.passes,
-        "methods.checkpoints.last": m.checkpoints.last,
-        "methods.laplace.samples": m.laplace.samples,
-    }
-    for key, value in counts.items():
-        if value < 1:
-            raise ConfigError(f"{where}.{key} must be at least 1, got {value}")
-    main_train = params.ensemble(params.main_ensemble).train
-    saved = main_train.checkpoint_count
-    if "checkpoints" in m.run and m.checkpoints.last > saved:
-        kind = "epochs" if main_train.steps is None else "checkpoints"
-        raise ConfigError(
-            f"{where}.methods.checkpoints.last is {m.checkpoints.last}, more than the "
-            f"{saved} {kind} of the main ensemble {params.main_ensemble!r}"
-        )
-    prior = m.laplace.prior_precision
-    if not isinstance(prior, str) and prior <= 0:
-        raise ConfigError(
-            f"{where}.methods.laplace.prior_precision must be positive (or 'validation', "
-            f"'marglik'), got {prior}"
-        )
-    if "laplace" in m.run and prior == "validation" and fraction == 0.0:
-        raise ConfigError(
-            f"{where}.data.calibration_fraction is 0 but methods.laplace.prior_precision is "
-            "'validation', which chooses it on the held-out training rows; set the fraction, "
-            "e.g. 0.1, or a number or 'marglik'"
-        )
+    for name in METHODS:
+        getattr(m, name).check(params, f"{where}.methods.{name}", runs=name in m.run)
 
 
 def _check_template(template: str, where: str) -> None:
@@ -624,7 +584,7 @@ PROFILE_KEYS = ("members", "ensembles")
 #: Top-level keys of params.yaml besides the profile sections (which are mappings).
 #: ``ensembles`` and ``members`` repeat the active profile's for ``dvc.yaml``, which cannot
 #: look them up through ``profile``; ``dvc exp run`` rewrites them (see ``compose.yaml``).
-TOP_LEVEL_KEYS = ("profile", "ensembles", "members", "methods")
+TOP_LEVEL_KEYS = ("profile", "ensembles", "members", "methods", "main")
 _ENSEMBLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
@@ -641,15 +601,18 @@ def _check_top_level(raw: Mapping[str, Any], profiles: list[str], source: str) -
         )
 
 
-def stage_lists(raw: Mapping[str, Any]) -> dict[str, list]:
+def stage_lists(raw: Mapping[str, Any]) -> dict[str, Any]:
     """The top-level ``ensembles``, ``members`` and ``methods`` (the methods run) that the
-    active profile of ``raw`` implies, as dvc.yaml wants them."""
+    active profile of ``raw`` implies, as dvc.yaml wants them, and ``main``: the profile's
+    ``analysis.main``, whose adapters and logits the method stages read."""
     section = raw.get(str(raw.get("profile")), {})
     methods = section.get("methods") or {}
+    analysis = section.get("analysis") or {}
     return {
         "ensembles": list(section.get("ensembles") or {}),
         "members": list(section.get("members") or []),
         "methods": list(methods.get("run") or []) if isinstance(methods, Mapping) else [],
+        "main": analysis.get("main") if isinstance(analysis, Mapping) else None,
     }
 
 
@@ -657,11 +620,14 @@ def _check_stage_lists(raw: Mapping[str, Any], source: str) -> None:
     """The top-level copies must be the profile's: they are what DVC builds stages for."""
     expected = stage_lists(raw)
     for key, value in expected.items():
-        if key in raw and list(raw[key]) != value:
+        if key not in raw:
+            continue
+        found = list(raw[key]) if isinstance(value, list) else raw[key]
+        if found != value:
             raise ConfigError(
-                f"{source}: the top-level {key} {list(raw[key])} are not those of profile "
-                f"{raw['profile']!r} ({value}); dvc.yaml builds the stages the top level lists. "
-                "`dvc exp run` copies them from the profile, and so does "
+                f"{source}: the top-level {key} {found!r} are not those of profile "
+                f"{raw['profile']!r} ({value!r}); dvc.yaml builds the stages the top level "
+                "lists. `dvc exp run` copies them from the profile, and so does "
                 f"`python -m lorauq.compose`; change {raw['profile']}.{key}, not the top level"
             )
 

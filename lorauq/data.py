@@ -49,6 +49,7 @@ __all__ = [
     "check_split",
     "load_questions",
     "load_source",
+    "user_answer",
 ]
 
 #: Hub id and config of the sources whose rows carry ``choices: {label, text}`` and
@@ -180,6 +181,34 @@ def check_split(source: str, split: str) -> str:
 # --------------------------------------------------------------------------- the user's files
 
 
+def user_answer(answer: Any, choices: Any, *, file: Path, where: str) -> Any:
+    """A user file's gold answer as the 0-based index the Question table holds.
+
+    People write answers either way: as an index (``1``) or as the letter the prompt shows
+    (``B``, ``b`` or ``(b)``), so a letter becomes its index; a letter past the row's last
+    choice, or text that is neither, names the row. Anything else (an int, a missing value)
+    is left to the row checks of :mod:`lorauq.questions`.
+    """
+    if not isinstance(answer, str):
+        return answer
+    index = int_or_raw(answer)
+    if isinstance(index, int):
+        return index
+    letter = answer.strip().strip("()").strip().lower()
+    n_choices = len(choices) if isinstance(choices, (list, tuple, np.ndarray)) else 0
+    last = LETTERS[min(max(n_choices, 1), MAX_CHOICES) - 1].upper()
+    if len(letter) != 1 or letter not in LETTERS:
+        raise DataError(
+            f"{file}: {where}: answer {answer!r} is neither a 0-based index nor a letter A-{last}"
+        )
+    if LETTERS.index(letter) >= n_choices:
+        raise DataError(
+            f"{file}: {where}: answer {answer!r} is not one of the row's letters A-{last} "
+            f"({n_choices} choices)"
+        )
+    return LETTERS.index(letter)
+
+
 def _user_record(
     item: dict[str, Any], *, file: Path, where: str, index: int, split: str | None
 ) -> Record:
@@ -199,7 +228,7 @@ def _user_record(
         "group": item.get("group") or subject,
         "question": item.get("question"),
         "choices": item.get("choices"),
-        "answer": item.get("answer"),
+        "answer": user_answer(item.get("answer"), item.get("choices"), file=file, where=where),
         "_origin": str(file),
         "_where": where,
     }
@@ -236,13 +265,16 @@ def _user_csv_records(file: Path, split: str) -> list[Record]:
     for index, (line, fields) in enumerate(rows[1:]):
         where = f"row {index + 1} (line {line})"
         if len(fields) != len(header):
-            raise DataError(f"{file}: {where}: {len(fields)} fields, header has {len(header)}")
+            spill = any("\n" in field for field in fields)
+            hint = " (a field runs over several lines: an unclosed quote?)" if spill else ""
+            raise DataError(
+                f"{file}: {where}: {len(fields)} fields, header has {len(header)}{hint}"
+            )
         item: dict[str, Any] = dict(zip(header, fields, strict=True))
         choices = [item[column] for column in choice_columns]
         while choices and not choices[-1].strip():  # rows with fewer choices leave cells empty
             choices.pop()
         item["choices"] = choices
-        item["answer"] = int_or_raw(item["answer"])
         for optional in ("id", "subject", "group", "source"):
             if optional in item and not item[optional].strip():
                 item[optional] = None

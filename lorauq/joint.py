@@ -2,9 +2,10 @@
 
 Member m trained here is member m of :func:`lorauq.train.train_member`, to float rounding:
 the same initial A (peft's own init after ``torch.manual_seed(m)``), the same batches in the
-same order (``lorauq.schedule.step_batches`` from the generators of (m, epoch)), its own loss (its
-cross-entropy on its own batch + λ·Σ‖B·A‖²_F of its own weights), its own AdamW, its own
-gradient-norm clip, its own loss scaler (float16) and its own dropout RNG. At every step the
+same order (``lorauq.schedule.step_batches`` from the generators of (the ensemble's order
+stream, m, epoch)), its own loss (its cross-entropy on its own batch + λ·Σ‖B·A‖²_F of its
+own weights), its own AdamW, its own gradient-norm clip, its own loss scaler (float16) and
+its own dropout RNG. At every step the
 members' batches are concatenated (left-padded to the widest; positions restart at each
 row's first token, so the padding changes nothing) and run as one forward and one backward
 through the base with stacked adapters (``lorauq.stacked``). Since the members' weights are
@@ -152,8 +153,8 @@ def joint_step(
     return out
 
 
-def _member_generator(member: int):
-    return lambda epoch: epoch_generator(member, epoch)
+def _member_generator(member: int, stream: int):
+    return lambda epoch: epoch_generator(member, epoch, stream)
 
 
 def _train_segment(
@@ -177,7 +178,11 @@ def _train_segment(
     orders = [
         list(
             step_batches(
-                data.lengths, train, _member_generator(members[j]), first, marks[index - 1]
+                data.lengths,
+                train,
+                _member_generator(members[j], state["order_stream"]),
+                first,
+                marks[index - 1],
             )
         )
         for j in slots
@@ -234,6 +239,7 @@ def train_members(
     train: TrainParams,
     template: str = "paper",
     progress: bool = True,
+    order_stream: int = 0,
 ) -> dict[int, list[dict]]:
     """Train the members of ``member_dirs`` (member id → its checkpoint folder) together for
     ``train.epochs`` epochs or ``train.steps`` steps (checkpoints where
@@ -244,7 +250,8 @@ def train_members(
     the joint epoch's time). Members at different epochs (a kill between two members' saves)
     restart together from the earliest; see the comment below. ``base_model`` is left as it
     was given (its layers put back, eval mode), so one loaded base can serve training and then
-    evaluation.
+    evaluation. ``order_stream``: the ensemble's part of the batch-order seed, as in
+    ``train_member``.
     """
     if not member_dirs:
         raise ConfigError("train_members: no members given")
@@ -280,6 +287,7 @@ def train_members(
         state = {
             "device": device,
             "multiple": pad_multiple(device),
+            "order_stream": order_stream,
             "optimizers": [adamw(stack.parameters(j), train) for j in range(len(members))],
             "scalers": [loss_scaler(base_model) for _ in members],
             "rngs": [_MemberRng(stack.rng_state(j), m, device) for j, m in enumerate(members)],

@@ -21,7 +21,7 @@ import torch
 from lorauq.batching import training_batches
 from lorauq.config import TrainParams
 
-__all__ = ["checkpoint_steps", "passes_over_data", "step_batches", "steps_per_epoch"]
+__all__ = ["checkpoint_steps", "step_batches", "steps_per_epoch"]
 
 
 def steps_per_epoch(lengths: Sequence[int], train: TrainParams) -> int:
@@ -34,14 +34,6 @@ def checkpoint_steps(per_epoch: int, train: TrainParams) -> list[int]:
     if train.steps is None:
         return [per_epoch * epoch for epoch in range(1, (train.epochs or 0) + 1)]
     return sorted(set(train.checkpoint_steps) | {train.steps})
-
-
-def passes_over_data(train: TrainParams, n_rows: int) -> float:
-    """How many times training sees each question: ``train.epochs``, or the steps' share of
-    an epoch (what a cost comparison counts fine-tuning in)."""
-    if train.steps is None:
-        return float(train.epochs or 0)
-    return train.steps * train.batch_size / n_rows
 
 
 def step_batches(

@@ -11,7 +11,8 @@ uninterrupted run.
 What a resume restores is everything the next epoch depends on: the LoRA weights, AdamW's
 moments and step counts, torch's CPU and CUDA RNGs (LoRA dropout) and, in a float16 run, the
 loss scaler. The data order needs no state: each epoch draws it from a generator seeded by
-(member, epoch) alone, and the batch of a step is fixed by (member, step). There is no learning-rate scheduler to save: the paper trains at a
+(member, epoch) and, under ``train.batch_order: ensemble``, the ensemble, alone, and the
+batch of a step is fixed by (member, step) with them. There is no learning-rate scheduler to save: the paper trains at a
 constant learning rate.
 
 The loss and the optimiser step are shared with ``lorauq.joint``, which trains several
@@ -21,6 +22,7 @@ members in one pass through the base; the checkpoint format both write is ``lora
 from __future__ import annotations
 
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +59,7 @@ from lorauq.schedule import checkpoint_steps, step_batches, steps_per_epoch
 __all__ = [
     "EncodedQuestions",
     "adamw",
+    "batch_order_stream",
     "checkpoint_label",
     "encode_training_set",
     "epoch_generator",
@@ -101,9 +104,23 @@ def encode_training_set(
     return EncodedQuestions(sequences, letters[frame["answer"].to_numpy()])
 
 
-def epoch_generator(member: int, epoch: int) -> torch.Generator:
-    """Data order depends on (member, epoch) alone, so a resumed run draws the same batches."""
-    return torch.Generator().manual_seed(1_000_003 * member + epoch)
+def batch_order_stream(train: TrainParams, ensemble: str) -> int:
+    """The ensemble's part of the batch-order seed (``train.batch_order``): 0 when every
+    ensemble shares member m's orders, else a 31-bit CRC-32 of the ensemble's name (stable
+    across machines and Python runs, unlike ``hash``), never 0."""
+    if train.batch_order == "shared":
+        return 0
+    return (zlib.crc32(ensemble.encode("utf-8")) & 0x7FFF_FFFF) or 1
+
+
+def epoch_generator(member: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """Data order depends on (stream, member, epoch) alone, so a resumed run draws the same
+    batches; stream 0 (the shared order) keeps the seeds of (member, epoch) alone. Another
+    stream hashes all three into 32 bits: torch's CPU generator (mt19937) keeps only the low
+    32 bits of a seed, so a stream in the high bits would change nothing."""
+    if stream == 0:
+        return torch.Generator().manual_seed(1_000_003 * member + epoch)
+    return torch.Generator().manual_seed(zlib.crc32(f"{stream}-{member}-{epoch}".encode()))
 
 
 def checkpoint_label(train: TrainParams, index: int, marks: Sequence[int]) -> str:
@@ -199,14 +216,16 @@ def train_member(
     train: TrainParams,
     template: str = "paper",
     progress: bool = True,
+    order_stream: int = 0,
 ) -> list[dict]:
     """Train member ``member`` for ``train.epochs`` epochs or ``train.steps`` steps, a
     checkpoint at each of :func:`lorauq.schedule.checkpoint_steps`, resuming after the last
     complete one.
 
     Returns one log entry per checkpoint (mean loss, prior term, seconds, tokens, its step)
-    over the steps since the previous one. ``base_model``
-    is wrapped by peft in place; pass a fresh base for each member.
+    over the steps since the previous one. ``base_model`` is wrapped by peft in place; pass a
+    fresh base for each member. ``order_stream`` is the ensemble's part of the batch-order
+    seed (:func:`batch_order_stream`).
     """
     member_dir = Path(member_dir)
     data = encode_training_set(tokenizer, train_frame, template, train.max_length)
@@ -235,7 +254,7 @@ def train_member(
                 step_batches(
                     data.lengths,
                     train,
-                    lambda epoch: epoch_generator(member, epoch),
+                    lambda epoch: epoch_generator(member, epoch, order_stream),
                     first,
                     marks[index - 1],
                 )

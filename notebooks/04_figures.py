@@ -212,7 +212,7 @@ else:
 
 # %% [markdown]
 # ## Beside the rival methods
-# **Is a LoRA ensemble worth M fine-tunings?** The `methods` stage (docs/methods.md) puts the ensemble beside what one fine-tuned member allows: the member alone (`single`), MC dropout, a snapshot ensemble of its last epochs (`checkpoints`), temperature scaling, and a Laplace posterior over its LoRA weights (its samples, and the linearised probit read-out). Every method produces samples of the answer distribution per question, read exactly like ensemble members, so accuracy, NLL, ECE and the AUROC of telling an eval set from the in-domain one by mutual information mean the same in every row. `reports/methods.csv` holds every column; below, the headline ones.
+# **Is a LoRA ensemble worth M fine-tunings?** The `methods` stage (docs/methods.md) puts the ensemble beside what one fine-tuned member allows: the member alone (`single`), MC dropout, a snapshot ensemble of its last epochs (`checkpoints`), temperature scaling, and a Laplace posterior over its LoRA weights (its samples, and the linearised probit read-out): the records of `lorauq/methods/registry.py`, where a new method is added (docs/methods.md). Every method produces samples of the answer distribution per question, read exactly like ensemble members, so accuracy, NLL, ECE and the AUROC of telling an eval set from the in-domain one by mutual information mean the same in every row. `reports/methods.csv` holds every column; below, the headline ones.
 #
 # **How to read it.**
 # - `runs` > 1: the method ran once per member (seed); the cell is the mean ± standard deviation over those runs. A single run has no ± (its `*_std` cell in the CSV says why).

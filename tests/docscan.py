@@ -272,12 +272,9 @@ def ensemble_names() -> frozenset[str]:
 
 @functools.cache
 def method_names() -> frozenset[str]:
-    from lorauq.config import MethodsParams
+    from lorauq.methods.registry import METHODS
 
-    return frozenset(f.name for f in dataclasses.fields(MethodsParams) if f.name != "run") | {
-        "single",
-        "temperature",
-    }
+    return frozenset(METHODS)
 
 
 @functools.cache

@@ -208,9 +208,35 @@ def _(ctx: Ctx):
     load_jsonl(ctx, GOOD, {**GOOD, "answer": 3})
 
 
-@case("answer-not-an-integer", DataError, "q.csv: row 1 (line 2): answer must be an integer")
+@case(
+    "answer-neither-index-nor-letter",
+    DataError,
+    "q.csv: row 1 (line 2): answer 'maybe' is neither a 0-based index nor a letter A-B",
+)
 def _(ctx: Ctx):
-    load_csv(ctx, "question,choice0,choice1,answer\nPick one,x,y,b\n")
+    load_csv(ctx, "question,choice0,choice1,answer\nPick one,x,y,maybe\n")
+
+
+@case(
+    "answer-letter-outside-choices",
+    DataError,
+    "q.csv: row 2 (line 3): answer 'D' is not one of the row's letters A-C (3 choices)",
+)
+def _(ctx: Ctx):
+    load_csv(ctx, "question,choice0,choice1,choice2,answer\nPick one,x,y,z,B\nPick two,x,y,z,D\n")
+
+
+@case(
+    "csv-unclosed-quote",
+    DataError,
+    "q.csv: row 2 (line 3): 2 fields, header has 5 (a field runs over several lines",
+)
+def _(ctx: Ctx):
+    load_csv(
+        ctx,
+        'question,choice0,choice1,choice2,answer\nPick one,x,y,z,B\nPick two,"x,y,z,0\n'
+        "Pick three,x,y,z,1\n",
+    )
 
 
 @case("duplicate-ids", DataError, "q.jsonl: line 2: duplicate id 'q1' (first at … line 1)")
@@ -249,6 +275,18 @@ def _(ctx: Ctx):
 @case("csv-ragged-row", DataError, "q.csv: row 2 (line 3): 3 fields, header has 4")
 def _(ctx: Ctx):
     load_csv(ctx, "question,choice0,choice1,answer\nPick one,x,y,0\nPick two,x,1\n")
+
+
+@case(
+    "source-path-untracked",
+    ConfigError,
+    "tiny.data.eval.mine.path: … is outside data/sources/, the folder the prepare stage depends on",
+)
+def _(ctx: Ctx):
+    from lorauq.stages.prepare import check_tracked_paths
+
+    spec = {"source": "csv", "split": "test", "path": str(ctx.tmp / "mine.csv")}
+    check_tracked_paths(params(**{"tiny.data.eval.mine": spec}), ROOT)
 
 
 @case(
@@ -608,6 +646,50 @@ def _(ctx: Ctx):
 
 
 @case(
+    "methods-without-main-ensemble",
+    ConfigError,
+    "tiny.methods.run ['single']: set tiny.analysis.main, the ensemble the methods start from",
+)
+def _(ctx: Ctx):
+    params(**{"analysis.main": None, "methods.run": ["single"]})
+
+
+@case("method-unknown-name", ConfigError, "'dropout' is not a method; methods: ['single'")
+def _(ctx: Ctx):
+    from lorauq.methods.registry import method
+
+    method("dropout")  # what `python -m lorauq.stages.methods dropout` looks up first
+
+
+@case(
+    "param-top-level-main-stale",
+    ConfigError,
+    "the top-level main 'r32' are not those of profile 'tiny' ('lora_l2')",
+)
+def _(ctx: Ctx):
+    text = PARAMS.read_text(encoding="utf-8").replace("\nmain: lora_l2\n", "\nmain: r32\n")
+    path = ctx.tmp / "params.yaml"
+    path.write_text(text, encoding="utf-8")
+    load_params(path)
+
+
+@case(
+    "method-module-reaches-another",
+    ConfigError,
+    "lorauq/methods/single.py reaches another method's module ['laplace.py']",
+)
+def _(ctx: Ctx):
+    from lorauq.methods import pipeline
+    from lorauq.methods.registry import METHODS
+
+    copy = ctx.tmp / "repo"
+    shutil.copytree(ROOT / "lorauq", copy / "lorauq", ignore=shutil.ignore_patterns("__pycache__"))
+    with (copy / "lorauq" / "methods" / "single.py").open("a", encoding="utf-8") as handle:
+        handle.write("from lorauq.methods.laplace import PRIOR_GRID  # noqa: E402\n")
+    pipeline.method_stage(METHODS, copy)
+
+
+@case(
     "param-checkpoints-past-epochs",
     ConfigError,
     "tiny.methods.checkpoints.last is 9, more than the 8 epochs",
@@ -800,6 +882,29 @@ def _(ctx: Ctx):
     from lorauq.colab import session
 
     session(ctx.tmp)
+
+
+@case(
+    "git-identity-missing",
+    ConfigError,
+    "git config user.name and user.email: not set in … needs a git identity … "
+    "git config --global user.name",
+)
+def _(ctx: Ctx):
+    import subprocess
+
+    from lorauq.preflight import check_git_identity
+
+    # a clone on a machine where git was never told who you are: no global, system or
+    # environment identity (tests/test_makefile.py runs make smol itself in that state)
+    for role in ("AUTHOR", "COMMITTER"):
+        for key in ("NAME", "EMAIL"):
+            ctx.monkeypatch.delenv(f"GIT_{role}_{key}", raising=False)
+    ctx.monkeypatch.setenv("HOME", str(ctx.tmp))
+    ctx.monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    ctx.monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(ctx.tmp / "no-gitconfig"))
+    subprocess.run(["git", "init", "-q", str(ctx.tmp / "clone")], check=True)
+    check_git_identity(ctx.tmp / "clone")
 
 
 # --------------------------------------------------------------------------- the tests

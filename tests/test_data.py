@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -374,6 +375,34 @@ def test_own_jsonl_csv_parquet_agree(tmp_path):
     with pytest.raises(DataError) as exc:
         load_questions("jsonl", "eval", path=jsonl, subjects=["chem"])
     assert_names(exc, "no questions", "chem")
+
+
+def test_letter_answers_become_indices(tmp_path):
+    """A user file may give the gold answer as the letter the prompt shows: upper or lower
+    case, bare or in parentheses, in csv, jsonl and parquet alike; an index still works."""
+    csv_file = write_csv(
+        tmp_path / "letters.csv",
+        [
+            ["question", "choice0", "choice1", "choice2", "choice3", "answer"],
+            ["Capital?", "A", "B", "C", "D", "B"],
+            ["Cells?", "x", "y", "z", "w", "d"],
+            ["Sky?", "blue", "red", "", "", "(a)"],
+            ["Sea?", "wet", "dry", "", "", "1"],
+        ],
+    )
+    rows = [
+        {"question": "Capital?", "choices": ["A", "B", "C", "D"], "answer": "B"},
+        {"question": "Cells?", "choices": ["x", "y", "z", "w"], "answer": "d"},
+        {"question": "Sky?", "choices": ["blue", "red"], "answer": "(a)"},
+        {"question": "Sea?", "choices": ["wet", "dry"], "answer": 1},
+    ]
+    jsonl = write_jsonl(tmp_path / "letters.jsonl", rows)
+    parquet = tmp_path / "letters.parquet"
+    pq.write_table(pa.Table.from_pylist([{**r, "answer": str(r["answer"])} for r in rows]), parquet)
+    for fmt, path in (("csv", csv_file), ("jsonl", jsonl), ("parquet", parquet)):
+        frame = load_questions(fmt, "train", path=path)
+        assert frame["answer"].tolist() == [1, 3, 0, 1], fmt
+        assert frame["answer"].dtype == np.int64
 
 
 def test_own_files_without_id_or_subject(tmp_path):

@@ -29,7 +29,7 @@ from lorauq.readout import letter_logits
 from lorauq.schema import LOGIT_COLUMNS
 from lorauq.stacked import Route, StackedLora
 from lorauq.store import read_logits
-from lorauq.train import train_member
+from lorauq.train import batch_order_stream, train_member
 
 pytestmark = pytest.mark.slow  # trains 3 members twice each, plus resumes (~25 s on one core)
 
@@ -42,6 +42,8 @@ IN_TURN = dataclasses.replace(tw.INFER, joint=False)
 # letter logits by ≤ 5e-7. The bounds leave a decade of room; a wrong mask, seed, batch or
 # clip moves them by 1e-3 or more.
 ADAPTER_TOL = {"rtol": 1e-5, "atol": 1e-6}
+# An ensemble's own batch order (train.batch_order: ensemble): joint and apart must both use it.
+ORDER_STREAM = batch_order_stream(TRAIN, "r32")
 LOGIT_ATOL = 1e-5
 VALUES = [*LOGIT_COLUMNS[:5], "logsumexp_vocab"]
 
@@ -74,6 +76,7 @@ def joint(world, root: Path, members=MEMBERS, epochs=TRAIN.epochs, base=None, lo
         lora=lora,
         train=dataclasses.replace(TRAIN, epochs=epochs),
         progress=False,
+        order_stream=ORDER_STREAM,
     )
 
 
@@ -87,6 +90,7 @@ def separate(world, member: int, member_dir: Path, epochs=TRAIN.epochs):
         lora=LORA,
         train=dataclasses.replace(TRAIN, epochs=epochs),
         progress=False,
+        order_stream=ORDER_STREAM,
     )
 
 
@@ -566,6 +570,7 @@ def test_gradient_checkpointing_gives_the_same_members(world, tmp_path):
         lora=lora,
         train=dataclasses.replace(TRAIN, epochs=1, gradient_checkpointing=True),
         progress=False,
+        order_stream=ORDER_STREAM,
     )
     assert not base.is_activation_checkpointing  # the base is given back as it came
     for member in (0, 1):

@@ -119,7 +119,7 @@ def trained(tiny_base: Path, tiny_member: Path) -> tuple[Path, Path]:
 
 
 def _dropout(base: Path, adapter: Path, dropout: float, passes: int = 2) -> pd.DataFrame:
-    from lorauq.methods.dropout import dropout_samples
+    from lorauq.methods.mc_dropout import dropout_samples
     from lorauq.model import load_base_model, load_tokenizer
 
     return dropout_samples(
@@ -168,7 +168,7 @@ def test_mc_dropout_samples_differ_and_rerun_identically(trained) -> None:
 
 
 def _laplace(base: Path, adapter: Path, prior, samples: int = 3, **extra):
-    from lorauq.methods.laplace_lora import laplace_samples
+    from lorauq.methods.laplace import laplace_samples
     from lorauq.model import load_base_model, load_tokenizer
 
     return laplace_samples(
@@ -178,6 +178,7 @@ def _laplace(base: Path, adapter: Path, prior, samples: int = 3, **extra):
         tinyworld.train_set(),
         {"in_domain": tinyworld.eval_set()},
         epoch=1,
+        hessian="diag",
         samples=samples,
         seed=0,
         prior_precision=prior,
@@ -187,7 +188,7 @@ def _laplace(base: Path, adapter: Path, prior, samples: int = 3, **extra):
 
 
 def _map_member(base: Path, adapter: Path) -> pd.DataFrame:
-    from lorauq.methods.dropout import dropout_samples
+    from lorauq.methods.mc_dropout import dropout_samples
     from lorauq.model import load_base_model, load_tokenizer
 
     return dropout_samples(  # p = 0: the deterministic member (tested above)
@@ -234,7 +235,7 @@ def test_laplace_fits_the_prior_by_marginal_likelihood_and_draws_reproducibly(tr
 
 @pytest.mark.slow
 def test_laplace_chooses_the_prior_on_held_out_rows_from_its_grid(trained) -> None:
-    from lorauq.methods.laplace_lora import PRIOR_GRID
+    from lorauq.methods.laplace import PRIOR_GRID
 
     base, adapter = trained
     held = tinyworld.train_set().iloc[:8]
@@ -252,7 +253,7 @@ def test_laplace_chooses_the_prior_on_held_out_rows_from_its_grid(trained) -> No
 
 
 def test_probit_read_out_shrinks_each_letter_and_keeps_the_other_mass() -> None:
-    from lorauq.methods.laplace_lora import probit_table
+    from lorauq.methods.laplace import probit_table
 
     logits = np.array([2.0, 0.0, -1.0])
     lse = 3.0  # the vocabulary holds more than the letters
@@ -278,7 +279,7 @@ def test_linearised_variance_is_the_jacobian_through_the_posterior(trained) -> N
     from peft import PeftModel
 
     from lorauq.batching import collate_left
-    from lorauq.methods.laplace_lora import LetterHead, _function_variance, _loader
+    from lorauq.methods.laplace import LetterHead, _function_variance, _loader
     from lorauq.model import load_base_model, load_tokenizer
     from lorauq.readout import encode_eval_set
 

@@ -141,28 +141,96 @@ def test_make_readme_refuses_a_run_dvc_lock_does_not_record(tmp_path: Path) -> N
         script.main(tmp_path / "b")
 
 
-def test_readme_shows_committed_figures_of_the_recorded_run() -> None:
-    """What a visitor sees is the run dvc.lock records; rerun ``make readme`` after a repro."""
+def _committed(root: Path, path: str) -> bytes:
+    """``path`` as the checkout's HEAD commit holds it (the workspace's own copy where
+    ``root`` is no git checkout, e.g. an unpacked archive)."""
+    shown = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=root, capture_output=True)
+    if shown.returncode == 0:
+        return shown.stdout
+    inside = subprocess.run(["git", "rev-parse", "--git-dir"], cwd=root, capture_output=True)
+    assert inside.returncode != 0, f"HEAD:{path}: {shown.stderr.decode().strip()}"
+    return (root / path).read_bytes()
+
+
+def check_recorded_run(root: Path, scratch: Path) -> None:
+    """The committed README shows the run the COMMITTED dvc.lock records.
+
+    The workspace's dvc.lock, metrics.json and methods.csv are the user's own once they ran
+    ``make repro`` (another machine's floats, another run), so they are not what is checked:
+    the committed ones are, copied into ``scratch`` for the script to read."""
     script = _script()
-    source_file = ROOT / script.SOURCE
-    assert source_file.is_file(), f"{source_file} missing: run `dvc repro`, then `make readme`"
-    source = json.loads(source_file.read_text())
-    assert source["dvc.lock"] == script.locked_outputs(ROOT), "stale results: run `make readme`"
-    assert _md5(ROOT / "reports" / "metrics.json") == source["dvc.lock"]["reports/metrics.json"]
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme.split(script.START)[1].split(script.END)[0]
-    assert script.START + block + script.END == script.render_block(ROOT, source)
+    for path in ("dvc.lock", "reports/metrics.json", "reports/methods.csv", "README.md"):
+        (scratch / path).parent.mkdir(parents=True, exist_ok=True)
+        (scratch / path).write_bytes(_committed(root, path))
+    source = json.loads(_committed(root, script.SOURCE.as_posix()))
+    locked = script.locked_outputs(scratch)
+    assert source["dvc.lock"] == locked, "stale results: run `make readme`"
+    assert _md5(scratch / "reports" / "metrics.json") == locked["reports/metrics.json"]
     table = "reports/methods.csv"  # the methods table is committed, not only cached
-    assert subprocess.run(["git", "check-ignore", "-q", table], cwd=ROOT).returncode != 0
-    assert _md5(ROOT / table) == source["dvc.lock"][table]
+    assert subprocess.run(["git", "check-ignore", "-q", table], cwd=root).returncode != 0
+    assert _md5(scratch / table) == locked[table]
+    readme = (scratch / "README.md").read_text(encoding="utf-8")
+    block = readme.split(script.START)[1].split(script.END)[0]
+    assert script.START + block + script.END == script.render_block(scratch, source)
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", block)
     assert len(images) >= 3
-    figures = ROOT / "reports" / "figures" / "png"
+    figures = root / "reports" / "figures" / "png"
+    # the workspace holds the recorded run's figures only where its dvc.lock is the committed one
+    holds_run = (root / "dvc.lock").is_file() and script.locked_outputs(root) == locked
     for image in images:
-        path = ROOT / image
-        assert path.is_file(), image
-        assert _md5(path) == source["md5"][path.name], image
-        ignored = subprocess.run(["git", "check-ignore", "-q", image], cwd=ROOT).returncode == 0
+        committed = _committed(root, image)
+        assert hashlib.md5(committed).hexdigest() == source["md5"][Path(image).name], image
+        ignored = subprocess.run(["git", "check-ignore", "-q", image], cwd=root).returncode == 0
         assert not ignored, f"{image} is ignored by git: the README would show nothing"
-        if figures.is_dir():  # this checkout holds the run's outputs: copied from these bytes
-            assert _md5(figures / path.name) == source["source_md5"][path.name], image
+        if holds_run and figures.is_dir():  # copied from these bytes
+            assert _md5(figures / Path(image).name) == source["source_md5"][Path(image).name]
+
+
+def test_readme_shows_committed_figures_of_the_recorded_run(tmp_path: Path) -> None:
+    """What a visitor sees is the run dvc.lock records; rerun ``make readme`` after a repro."""
+    assert (ROOT / _script().SOURCE).is_file(), "run `dvc repro`, then `make readme`"
+    check_recorded_run(ROOT, tmp_path)
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    )
+
+
+def test_the_check_holds_after_the_users_own_run_and_fails_on_a_stale_commit(
+    tmp_path: Path,
+) -> None:
+    """``make repro`` then ``make test`` on a fresh clone: the user's run rewrites dvc.lock,
+    metrics.json, methods.csv and the figures (other floats, other timings); the committed
+    README still matches the committed run. A README left behind by a committed run fails."""
+    script = _script()
+    repo = tmp_path / "repo"
+    _fake_run(repo, script)
+    script.main(repo)
+    (repo / ".gitignore").write_text("/reports/figures\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "run")
+    check_recorded_run(repo, tmp_path / "a")
+    # the user's own run: every output and the workspace's dvc.lock change
+    metrics = json.loads((repo / "reports" / "metrics.json").read_text())
+    metrics["lora_l2"][metrics["config"]["readout_of_figures"]]["final"]["known"]["nll"] += 1e-7
+    (repo / "reports" / "metrics.json").write_text(json.dumps(metrics))
+    (repo / "reports" / "methods.csv").write_text(
+        (repo / "reports" / "methods.csv").read_text().replace("0.", "0.9", 1)
+    )
+    Image.new("RGB", (50, 50)).save(repo / "reports/figures/png/ensemble_size.png")
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    lock["stages"]["figures"]["outs"][0]["md5"] = "other.dir"
+    lock["stages"]["figures"]["metrics"][0]["md5"] = _md5(repo / "reports" / "metrics.json")
+    lock["stages"]["methods"]["outs"][1]["md5"] = _md5(repo / "reports" / "methods.csv")
+    (repo / "dvc.lock").write_text(yaml.safe_dump(lock))
+    check_recorded_run(repo, tmp_path / "b")
+    # that run committed without `make readme`: the README no longer shows it
+    _git(repo, "commit", "-q", "-am", "a new run, README left behind")
+    with pytest.raises(AssertionError, match="stale results"):
+        check_recorded_run(repo, tmp_path / "c")

@@ -3,14 +3,15 @@ the stages that execute it.
 
 Each stage's module set is derived here, independently of ``dvc.yaml``: the imports of the
 stage's notebook (or of ``python -m lorauq``), closed over what those modules import, at the
-top or inside functions (a lazy import runs too), with the packages' ``__init__`` files. The
-set must equal the ``lorauq/`` files the stage lists. A second test edits modules in a clone
+top or inside functions (a lazy import runs too), with the packages' ``__init__`` files
+(:mod:`lorauq.imports`). The set must equal the ``lorauq/`` files the stage lists; for the
+``method`` stage, whose runner loads ``lorauq/methods/<name>.py`` by name, the union over the
+methods of the registry (each method's own module is its ``${item}`` dep). A second test edits modules in a clone
 and asks ``dvc status`` itself which stages changed.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import shutil
@@ -21,66 +22,20 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lorauq import imports
+from lorauq.methods.registry import METHODS
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "lorauq"
 
 
-def _module_file(module: str) -> Path | None:
-    """The file of ``lorauq.x.y`` (module or package), or None if it is not one of ours."""
-    if module != PACKAGE and not module.startswith(PACKAGE + "."):
-        return None
-    base = ROOT.joinpath(*module.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _imports(source: str, filename: str) -> set[str]:
-    """Every module an ``import`` or ``from … import`` anywhere in ``source`` may load.
-
-    ``from lorauq.stages import figures`` may name a submodule: both the package and
-    ``lorauq.stages.figures`` are returned, and the caller keeps the ones that are files.
-    """
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(source, filename)):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return found
-
-
-def _with_parents(module: str) -> list[str]:
-    parts = module.split(".")
-    return [".".join(parts[: i + 1]) for i in range(len(parts))]
-
-
 def module_closure(entry_imports: set[str]) -> set[Path]:
     """The files of every ``lorauq`` module reachable from ``entry_imports``."""
-    todo = [m for name in entry_imports for m in _with_parents(name)]
-    seen: set[Path] = set()
-    while todo:
-        file = _module_file(todo.pop())
-        if file is None or file in seen:
-            continue
-        seen.add(file)
-        for name in _imports(file.read_text(encoding="utf-8"), str(file)):
-            todo.extend(_with_parents(name))
-    return seen
+    return imports.module_closure(entry_imports, ROOT)
 
 
 def notebook_imports(path: Path) -> set[str]:
-    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    code = "\n".join(
-        line
-        for cell in cells
-        if cell["cell_type"] == "code"
-        for line in "".join(cell["source"]).splitlines()
-        if not line.lstrip().startswith(("%", "!"))  # IPython magics are not Python
-    )
-    return _imports(code, str(path))
+    return imports.notebook_imports(path)
 
 
 def stage_definitions() -> dict[str, dict]:
@@ -91,18 +46,26 @@ def stage_definitions() -> dict[str, dict]:
 def stage_entry_imports(body: dict) -> set[str]:
     """What a stage's command runs: its notebooks' imports, or ``python -m lorauq``."""
     cmd = body["cmd"]
-    imports: set[str] = set()
+    found: set[str] = set()
     for notebook in re.findall(r"notebooks/[\w.-]+\.ipynb", cmd):
         if not cmd.split(notebook, 1)[0].rstrip().endswith("papermill"):
             continue  # the executed copy papermill writes, not a notebook that runs
-        imports |= notebook_imports(ROOT / notebook)
+        found |= notebook_imports(ROOT / notebook)
     for module in re.findall(r"python -m (lorauq(?:\.\w+)*)", cmd):
-        imports.add(f"{PACKAGE}.__main__" if module == PACKAGE else module)
-    return imports
+        found.add(f"{PACKAGE}.__main__" if module == PACKAGE else module)
+        if module == "lorauq.stages.methods":  # it loads the method's module by name
+            found.update(record.module for record in METHODS.values())
+    return found
 
 
 def declared_module_deps(body: dict) -> set[Path]:
-    deps = {ROOT / d for d in body.get("deps", [])}
+    """The ``lorauq/`` files a stage lists (``${item}`` in a method stage: every method)."""
+    names = [
+        d.replace("${item}", m) if "${item}" in d else d
+        for d in body.get("deps", [])
+        for m in METHODS
+    ]
+    deps = {ROOT / d for d in names}
     return {d for d in deps if d.suffix == ".py" and PACKAGE in d.relative_to(ROOT).parts[:1]}
 
 
@@ -196,9 +159,16 @@ def test_every_declared_param_exists_in_every_profile(profile: str) -> None:
     lorauq has a default for it: every profile spells out every key a stage declares."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     ensembles = list(raw[profile]["ensembles"])
+    main = raw[profile]["analysis"]["main"]
     for name, body in stage_definitions().items():
         for entry in body.get("params", []):
             key = next(iter(entry)) if isinstance(entry, dict) else entry
             for ensemble in ensembles:
-                resolved = key.replace("${profile}", profile).replace("${item.ensemble}", ensemble)
-                assert _has_key(raw, resolved), f"{name}: {resolved} is not in params.yaml"
+                for method in METHODS:  # the method stage's ${item}
+                    resolved = (
+                        key.replace("${profile}", profile)
+                        .replace("${item.ensemble}", ensemble)
+                        .replace("${item}", method)
+                        .replace("${main}", main)
+                    )
+                    assert _has_key(raw, resolved), f"{name}: {resolved} is not in params.yaml"

@@ -14,7 +14,7 @@ from lorauq.batching import training_batches
 from lorauq.checkpoints import LOG_FILE, completed_epochs
 from lorauq.config import TrainParams, resolve_params
 from lorauq.errors import ConfigError, StoreError
-from lorauq.schedule import checkpoint_steps, passes_over_data, step_batches, steps_per_epoch
+from lorauq.schedule import checkpoint_steps, step_batches, steps_per_epoch
 from lorauq.train import epoch_generator
 
 LENGTHS = [5 + (i * 7) % 11 for i in range(45)]  # 45 rows, batch 8: 6 batches an epoch
@@ -31,8 +31,6 @@ def test_checkpoint_steps_by_epochs_and_by_steps():
     assert checkpoint_steps(6, _by_steps(20, [10, 20])) == [10, 20]  # the last named once
     assert _by_steps(20, [4, 13]).checkpoint_count == 3
     assert TrainParams(epochs=3).checkpoint_count == 3
-    assert passes_over_data(TrainParams(epochs=3), 45) == 3.0
-    assert passes_over_data(_by_steps(20, [4]), 40) == 4.0  # 20 steps of 8 rows over 40 rows
 
 
 @pytest.mark.parametrize("batching", ["bucketed", "shuffle"])
@@ -165,3 +163,16 @@ def test_a_stage_trained_by_steps_reads_out_each_checkpoint(tmp_path):
     ]
     steps = training_table(p, layout)[["member", "epoch", "step"]]
     assert steps.to_numpy().tolist() == [[0, 1, 4], [0, 2, 9], [1, 1, 4], [1, 2, 9]]
+
+
+def test_methods_count_fine_tuning_by_steps_in_passes_over_the_data():
+    from lorauq.methods.registry import method
+
+    fitted = {"n_letters": 4, "n_train_questions": 40}
+    by_epochs = _params(**{"train.epochs": 4})
+    assert method("laplace").cost(by_epochs, fitted)["finetune_passes"] == 1 + 4 / 4
+    by_steps = {"train.epochs": None, "train.steps": 20, "train.checkpoint_steps": [5, 10]}
+    p = _params(**by_steps)
+    rows = 20 * p.train.batch_size  # 20 steps of batch_size questions, over 40 questions
+    cost = method("laplace").cost(p, fitted)["finetune_passes"]
+    assert cost == pytest.approx(1 + 4 / (rows / 40))

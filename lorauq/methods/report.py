@@ -14,32 +14,30 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from lorauq.analysis import METRICS, probability_cube
-from lorauq.uncertainty import (
-    accuracy,
-    auroc,
-    brier,
-    ece,
-    ensemble_mean,
-    expected_entropy,
-    mutual_information,
-    nll,
-    predictive_entropy,
+from lorauq.analysis import (
+    METRICS,
+    common_epochs,
+    ensemble_summary,
+    eval_set_cubes,
+    ood_aurocs,
+    probability_cube,
 )
 
 __all__ = [
+    "AUROC_SCORES",
     "BEST",
     "COLUMNS",
     "FINAL",
     "IN_DOMAIN",
+    "NO_LABELS",
     "ONE_SAMPLE",
     "SHORT",
     "SPREAD_METRICS",
     "MethodRuns",
     "at_best_epoch",
     "best_epoch",
-    "comparison",
     "method_rows",
+    "methods_table",
     "summary",
 ]
 
@@ -47,7 +45,7 @@ __all__ = [
 SPREAD_METRICS = ("accuracy", "nll", "ece", "brier", "auroc_mi", "auroc_entropy")
 #: The columns of reports/methods.csv: which read-out, the analysis's metrics of the mean
 #: prediction and the mean uncertainties (AURC aside), the two OOD AUROCs, their spread over
-#: runs, then cost.
+#: runs, then cost in passes (the machine's memory and time are in ``reports/costs/``).
 COLUMNS = [
     "method",
     "eval_set",
@@ -61,7 +59,6 @@ COLUMNS = [
     *(f"{metric}_std" for metric in SPREAD_METRICS),
     "finetune_passes",
     "eval_passes",
-    "stage_peak_rss_mib",
 ]
 ONE_SAMPLE = "one sample: MI is 0 by construction and cannot rank"
 IN_DOMAIN = "in-domain set: the reference the other sets are told from"
@@ -81,44 +78,37 @@ class MethodRuns:
     one_sample: str = ONE_SAMPLE
 
 
-def _scores(probs: np.ndarray) -> dict[str, np.ndarray]:
-    return {"mi": mutual_information(probs), "entropy": predictive_entropy(probs)}
+#: The methods table's AUROC columns and the score of :data:`lorauq.analysis.OOD_SCORES`
+#: each reads.
+AUROC_SCORES = {"auroc_mi": "mutual_information", "auroc_entropy": "predictive_entropy"}
+NO_LABELS = "no labelled questions"
 
 
 def _run_metrics(table: pd.DataFrame, in_domain: str, n_bins: int, readout: str, one_sample):
-    """Per eval set of one run (one epoch): the metrics, AUROCs and the epoch."""
-    cubes = {s: probability_cube(table, s, readout) for s in dict.fromkeys(table["eval_set"])}
+    """Per eval set of one run (one epoch): the metrics, AUROCs and the epoch, by the
+    analysis's own definitions (:func:`lorauq.analysis.ensemble_summary`,
+    :func:`lorauq.analysis.ood_aurocs`), so the ensemble's row is metrics.json's numbers."""
+    cubes = {cube.eval_set: cube for cube in eval_set_cubes(table, readout)}
     inside = cubes.get(in_domain)
-    reference = None if inside is None else _scores(inside.probs[:, -1])
     out = {}
     for eval_set, cube in cubes.items():
-        probs = cube.probs[:, -1]
-        labelled = cube.labelled
-        p_bar = ensemble_mean(probs)[labelled]
-        answers = cube.answers[labelled]
-        row = {
-            "epoch": int(cube.epochs[-1]),
-            "samples": cube.n_members,
-            "accuracy": accuracy(p_bar, answers),
-            "nll": nll(p_bar, answers),
-            "ece": ece(p_bar, answers, n_bins=n_bins),
-            "brier": brier(p_bar, answers),
-            "predictive_entropy": float(np.mean(predictive_entropy(probs))),
-            "expected_entropy": float(np.mean(expected_entropy(probs))),
-            "mutual_information": float(np.mean(mutual_information(probs))),
-        }
-        for score in ("mi", "entropy"):
+        epoch = int(cube.epochs[-1])
+        summary = ensemble_summary(cube.ensemble(epoch), cube.answers, n_bins)
+        row = {"epoch": epoch, "samples": cube.n_members}
+        row |= {m: summary.get(m, NO_LABELS) for m in METRICS if m != "aurc"}
+        shared = [] if inside is None else common_epochs(inside, cube)
+        aurocs = ood_aurocs(inside, cube, shared[-1]) if shared and eval_set != in_domain else {}
+        for column, score in AUROC_SCORES.items():
             if eval_set == in_domain:
-                row[f"auroc_{score}"] = IN_DOMAIN
+                row[column] = IN_DOMAIN
             elif inside is None:
-                row[f"auroc_{score}"] = f"no in-domain set {in_domain!r} to tell it from"
-            elif score == "mi" and cube.n_members == 1:
-                row[f"auroc_{score}"] = one_sample
+                row[column] = f"no in-domain set {in_domain!r} to tell it from"
+            elif not shared:
+                row[column] = f"no epoch shared with the in-domain set {in_domain!r}"
+            elif score == "mutual_information" and cube.n_members == 1:
+                row[column] = one_sample
             else:
-                a, b = reference[score], _scores(probs)[score]
-                row[f"auroc_{score}"] = auroc(
-                    np.r_[a, b], np.r_[np.zeros(len(a), bool), np.ones(len(b), bool)]
-                )
+                row[column] = aurocs[score]
         out[eval_set] = row
     return out
 
@@ -152,9 +142,6 @@ def method_rows(
             "samples": cells[0]["samples"],
             "finetune_passes": method.info.get("finetune_passes", "not recorded"),
             "eval_passes": method.info.get("eval_passes", "not recorded"),
-            "stage_peak_rss_mib": method.info.get(
-                "peak_rss_mib", "not measured: its stages are the experiment's own"
-            ),
         }
         for metric in COLUMNS[COLUMNS.index("accuracy") : COLUMNS.index("accuracy_std")]:
             mean, std = _combine([c[metric] for c in cells], method.one_run)
@@ -166,14 +153,12 @@ def method_rows(
 
 
 def best_epoch(table: pd.DataFrame, in_domain: str, readout: str) -> int:
-    """The trained epoch (> 0) whose mean prediction has the lowest NLL on ``in_domain``."""
+    """The trained epoch (> 0) whose mean prediction has the lowest NLL on ``in_domain``
+    (the NLL of :func:`lorauq.analysis.ensemble_summary`)."""
     cube = probability_cube(table[table["epoch"] > 0], in_domain, readout)
-    labelled = cube.labelled
-    losses = [
-        nll(ensemble_mean(cube.probs[:, e])[labelled], cube.answers[labelled])
-        for e in range(len(cube.epochs))
-    ]
-    return int(cube.epochs[int(np.argmin(losses))])
+    epochs = [int(e) for e in cube.epochs]
+    losses = [ensemble_summary(cube.ensemble(e), cube.answers, n_bins=1)["nll"] for e in epochs]
+    return epochs[int(np.argmin(losses))]
 
 
 def at_best_epoch(table: pd.DataFrame, in_domain: str, readout: str) -> pd.DataFrame:
@@ -181,13 +166,14 @@ def at_best_epoch(table: pd.DataFrame, in_domain: str, readout: str) -> pd.DataF
     return table[table["epoch"] == best_epoch(table, in_domain, readout)]
 
 
-def comparison(
+def methods_table(
     methods: dict[str, MethodRuns],
     in_domain: str,
     n_bins: int,
     readout: str = "renormalized",
 ) -> pd.DataFrame:
-    """The methods table from ``{row label: its runs}``."""
+    """``reports/methods.csv`` from ``{row label: its runs}`` (not to be confused with
+    :mod:`lorauq.comparison`, which sets the ensemble beside the paper's published numbers)."""
     rows = [
         row
         for name, method in methods.items()

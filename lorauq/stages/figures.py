@@ -38,6 +38,7 @@ __all__ = [
     "paper_comparison",
     "per_ensemble",
     "run",
+    "training_costs",
     "training_table",
 ]
 
@@ -110,27 +111,33 @@ def ensemble_logits(params: Params, layout: Layout = Layout()) -> dict[str, pd.D
     }
 
 
-def training_table(params: Params, layout: Layout = Layout()) -> pd.DataFrame:
-    """Per ensemble, member and epoch (checkpoint): the optimiser step it was taken after,
-    training loss and the saved adapter's LoRA-L2 norm."""
+def _training_records(params: Params, layout: Layout) -> pd.DataFrame:
+    """Every ensemble's training log (``*.training.json`` beside its logits), one row per
+    member and epoch."""
     rows = [
         {"ensemble": name, **record}
         for name in params.ensembles
         for unit in params.units
         for record in json.loads(layout.unit_training(name, unit).read_text(encoding="utf-8"))
     ]
-    columns = [
-        "ensemble",
-        "member",
-        "epoch",
-        "step",
-        "loss",
-        "prior",
-        "lora_l2",
-        "tokens",
-        "elapsed_s",
-    ]
-    return pd.DataFrame(rows).reindex(columns=columns)
+    return pd.DataFrame(rows)
+
+
+def training_table(params: Params, layout: Layout = Layout()) -> pd.DataFrame:
+    """Per ensemble, member and epoch (checkpoint): the optimiser step it was taken after,
+    training loss and the saved adapter's LoRA-L2 norm.
+
+    Results only: the epoch's wall time is this machine's, so it goes to
+    :func:`training_costs` and the table's hash depends on the experiment alone."""
+    columns = ["ensemble", "member", "epoch", "step", "loss", "prior", "lora_l2", "tokens"]
+    return _training_records(params, layout).reindex(columns=columns)
+
+
+def training_costs(params: Params, layout: Layout = Layout()) -> pd.DataFrame:
+    """Per ensemble, member and epoch: the wall time of the epoch on the machine that ran it
+    (``reports/costs/training.csv``, kept apart from the results)."""
+    columns = ["ensemble", "member", "epoch", "elapsed_s"]
+    return _training_records(params, layout).reindex(columns=columns)
 
 
 def per_ensemble(
@@ -343,8 +350,8 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
 
 
 def run(params: Params, layout: Layout = Layout()) -> Report:
-    """Write ``reports/metrics.json``, ``reports/plots/*.csv``, ``reports/paper_comparison.csv``
-    and ``reports/figures/{png,pdf}/*``."""
+    """Write ``reports/metrics.json``, ``reports/plots/*.csv``, ``reports/paper_comparison.csv``,
+    ``reports/figures/{png,pdf}/*`` and this machine's timings, ``reports/costs/training.csv``."""
     logits = ensemble_logits(params, layout)
     metrics = headline_metrics(params, logits)
     write_text_atomic(
@@ -356,6 +363,7 @@ def run(params: Params, layout: Layout = Layout()) -> Report:
     fig_c_table = fig_c_questions(params, logits)
     compared = paper_comparison(params, tables, fig_c_table, layout)
     _write_csv(compared, layout.reports / "paper_comparison.csv")
+    _write_csv(training_costs(params, layout), layout.reports / "costs" / "training.csv")
     figures, not_drawn = draw_figures(params, tables, skipped, fig_c_table)
     files = {
         name: plots.save_figure(figure, layout.reports / "figures", name)

@@ -15,7 +15,7 @@ from lorauq.joint import train_members
 from lorauq.layout import Layout
 from lorauq.model import load_base, set_threads
 from lorauq.questions import read_prepared
-from lorauq.train import train_member
+from lorauq.train import batch_order_stream, train_member
 
 __all__ = ["run"]
 
@@ -34,6 +34,7 @@ def run(
         "train": spec.train,
         "template": params.data.template,
         "progress": progress,
+        "order_stream": batch_order_stream(spec.train, ensemble),
     }
     if spec.train.joint and len(members) > 1:
         model, tokenizer = load_base(params.base, layout.base)

@@ -1,21 +1,22 @@
 """Stage ``method@<name>``: one rival method's samples, in ``data/methods/<name>/``.
 
-``samples.parquet`` holds the samples of the method's run from member 0 in the logits
-store's schema (sample s as member s, at the main ensemble's final epoch);
-``runs/member-<m>.parquet`` its runs from the other members, for the methods made from one
-member's logits or adapter alone (:data:`PER_MEMBER`: ``single`` and ``checkpoints`` from
-stored logits, ``temperature`` from the final adapter); ``linearised.parquet`` Laplace's
-probit read-out; ``info.json`` what the method fitted, what it cost (fine-tuning and
-evaluation passes relative to one member) and the stage's peak memory. ``laplace`` starts
-from member 0's final adapter, ``mc_dropout`` from its seed (it trains its own member, with
-LoRA dropout).
+The method is the record :func:`lorauq.methods.registry.method` finds by name; its ``run``
+(in ``lorauq/methods/<name>.py``) returns a :class:`MethodOutput` and this module writes it:
+``samples.parquet`` the samples of its run from member 0 in the logits store's schema
+(sample s as member s, at the main ensemble's final epoch); ``runs/member-<m>.parquet`` its
+runs from the other members, for a method that runs once per member; ``<read-out>.parquet``
+another read-out of the same run (Laplace's probit one, ``linearised.parquet``);
+``info.json`` what the method fitted and what it cost (fine-tuning and evaluation passes
+relative to one member, the record's cost model); ``reports/costs/method-<name>.json`` the
+stage's peak memory on this machine (a measurement, kept apart from the results). Every
+method starts from the main ensemble: member 0's adapter, its stored logits, or its seed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -25,15 +26,44 @@ from lorauq.checkpoints import completed_epochs, epoch_dir
 from lorauq.config import Params, load_params, unit_members
 from lorauq.errors import ConfigError, StoreError, exit_code
 from lorauq.layout import Layout
-from lorauq.methods import posthoc
-from lorauq.model import load_base, set_threads
+from lorauq.methods.registry import method
+from lorauq.model import set_threads
 from lorauq.store import read_logits, write_logits
 
-__all__ = ["COST", "PER_MEMBER", "main", "member_unit", "method_dir", "peak_memory", "run"]
+__all__ = [
+    "MethodOutput",
+    "cost_file",
+    "final_adapter",
+    "main",
+    "main_logits",
+    "member_logits",
+    "member_unit",
+    "method_dir",
+    "peak_memory",
+    "run",
+]
+
+
+@dataclass
+class MethodOutput:
+    """What a method's ``run`` returns: the samples of its run from member 0 (sample s as
+    member s), what it fitted, its runs from the other members by member (methods that run
+    once per member) and other read-outs of the same run by name."""
+
+    samples: pd.DataFrame
+    fitted: dict = field(default_factory=dict)
+    runs: dict[int, pd.DataFrame] = field(default_factory=dict)
+    readouts: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def method_dir(layout: Layout, name: str) -> Path:
     return layout.root / "data" / "methods" / name
+
+
+def cost_file(layout: Layout, name: str) -> Path:
+    """Where stage ``method@<name>`` records this machine's peak memory: apart from its
+    samples and ``info.json``, so that their hashes depend on the experiment alone."""
+    return layout.reports / "costs" / f"method-{name}.json"
 
 
 def member_unit(params: Params, member: int = 0) -> str:
@@ -47,7 +77,8 @@ def member_unit(params: Params, member: int = 0) -> str:
     )
 
 
-def _final_adapter(params: Params, layout: Layout, member: int = 0) -> tuple[Path, int]:
+def final_adapter(params: Params, layout: Layout, member: int = 0) -> tuple[Path, int]:
+    """The folder of ``member``'s last complete epoch in the main ensemble, and the epoch."""
     folder = layout.member_dir(params.main_ensemble, member_unit(params, member), member)
     epochs = completed_epochs(folder)
     if not epochs:
@@ -55,119 +86,15 @@ def _final_adapter(params: Params, layout: Layout, member: int = 0) -> tuple[Pat
     return epoch_dir(folder, epochs[-1]), epochs[-1]
 
 
-def _member_logits(params: Params, layout: Layout, member: int = 0) -> pd.DataFrame:
+def member_logits(params: Params, layout: Layout, member: int = 0) -> pd.DataFrame:
+    """``member``'s stored logits in the main ensemble, every epoch."""
     table = read_logits(layout.unit_logits(params.main_ensemble, member_unit(params, member)))
     return table[table["member"] == member]
 
 
-def _mc_dropout(params: Params, layout: Layout, progress: bool) -> tuple[pd.DataFrame, dict]:
-    from lorauq.methods.dropout import dropout_samples
-    from lorauq.questions import read_prepared
-    from lorauq.stages.infer import eval_sets
-    from lorauq.train import train_member
-
-    spec = params.ensemble(params.main_ensemble)
-    m = params.methods.mc_dropout
-    folder = method_dir(layout, "mc_dropout") / "member-0"
-    model, tokenizer = load_base(params.base, layout.base)
-    train_member(
-        model,
-        tokenizer,
-        read_prepared(layout.train_table),
-        member=0,
-        member_dir=folder,
-        lora=dataclasses.replace(spec.lora, dropout=m.dropout),
-        train=spec.train,
-        template=params.data.template,
-        progress=progress,
-    )
-    final = completed_epochs(folder)[-1]
-    model, tokenizer = load_base(params.base, layout.base)  # fresh: peft wrapped the first
-    table = dropout_samples(
-        model,
-        tokenizer,
-        epoch_dir(folder, final),
-        eval_sets(params, layout),
-        epoch=final,
-        dropout=m.dropout,
-        passes=m.passes,
-        seed=m.seed,
-        template=params.data.template,
-        infer=params.infer,
-        stored_letters=params.data.stored_letters,
-    )
-    return table, {"finetune_passes": 1, "eval_passes": m.passes, "dropout": m.dropout}
-
-
-def _calibration_logits(params: Params, layout: Layout) -> pd.DataFrame:
-    """Every member's final adapter on the held-out rows: one base load, the rows encoded
-    once, the adapters in turn (as inference does without joint evaluation)."""
-    from lorauq.infer import evaluate_in_turn
-    from lorauq.questions import read_prepared
-    from lorauq.readout import encode_eval_sets
-
-    model, tokenizer = load_base(params.base, layout.base)
-    encoded = encode_eval_sets(
-        tokenizer,
-        {"calibration": read_prepared(layout.calibration_table)},
-        template=params.data.template,
-        infer=params.infer,
-        stored_letters=params.data.stored_letters,
-        prefix="temperature",
-    )
-    folders = {}
-    for member in params.members:
-        adapter, final = _final_adapter(params, layout, member)
-        folders[(member, final)] = adapter
-    tables: list[pd.DataFrame] = []
-    evaluate_in_turn(
-        model,
-        tokenizer.pad_token_id,
-        encoded,
-        folders,
-        params.infer,
-        False,
-        lambda member, epoch, member_tables: tables.extend(member_tables),
-    )
-    return pd.concat(tables, ignore_index=True)
-
-
-def _laplace(params: Params, layout: Layout) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
-    from lorauq.methods.laplace_lora import laplace_samples
-    from lorauq.questions import read_prepared
-    from lorauq.schedule import passes_over_data
-    from lorauq.stages.infer import eval_sets
-
-    m = params.methods.laplace
-    adapter, final = _final_adapter(params, layout)
-    model, tokenizer = load_base(params.base, layout.base)
-    held = layout.calibration_table
-    train_frame = read_prepared(layout.train_table)
-    table, fitted, probit = laplace_samples(
-        model,
-        tokenizer,
-        adapter,
-        train_frame,
-        eval_sets(params, layout),
-        epoch=final,
-        hessian=m.hessian,
-        samples=m.samples,
-        seed=m.seed,
-        prior_precision=m.prior_precision,
-        validation_frame=read_prepared(held) if held.exists() else None,
-        member_table=posthoc.single(_member_logits(params, layout)) if m.linearised else None,
-        template=params.data.template,
-        infer=params.infer,
-        stored_letters=params.data.stored_letters,
-    )
-    # the curvature: K backward passes (one per letter) per training question, against one
-    # forward and backward pass per question and epoch of fine-tuning
-    epochs = passes_over_data(params.ensemble(params.main_ensemble).train, len(train_frame))
-    cost = {
-        "finetune_passes": 1 + fitted["n_letters"] / epochs,
-        "eval_passes": m.samples,
-    }
-    return table, {**cost, **fitted}, probit
+def main_logits(params: Params, layout: Layout) -> pd.DataFrame:
+    """Every member's stored logits in the main ensemble, every epoch (read once)."""
+    return read_logits([layout.unit_logits(params.main_ensemble, unit) for unit in params.units])
 
 
 def peak_memory() -> dict[str, float]:
@@ -183,70 +110,30 @@ def peak_memory() -> dict[str, float]:
     return peak
 
 
-#: Methods made from one member's stored logits or adapter alone: run once per member of the
-#: main ensemble (each its own seed), so their rows are a mean ± std over seeds.
-PER_MEMBER = ("single", "checkpoints", "temperature")
-COST = {
-    "single": lambda params: {"finetune_passes": 1, "eval_passes": 1},
-    "checkpoints": lambda params: {
-        "finetune_passes": 1,
-        "eval_passes": params.methods.checkpoints.last,
-    },
-    "temperature": lambda params: {"finetune_passes": 1, "eval_passes": 1},
-}
-
-
-def _member_runs(params: Params, layout: Layout, name: str) -> dict[int, tuple[pd.DataFrame, dict]]:
-    """Every run of a per-member method, by member: its samples (sample s as member s) and
-    what it fitted; the main ensemble's logits are read once for all of them."""
-    logits = read_logits([layout.unit_logits(params.main_ensemble, unit) for unit in params.units])
-    if name == "single":
-        return {m: (posthoc.single(logits, m), {}) for m in params.members}
-    if name == "checkpoints":
-        k = params.methods.checkpoints.last
-        return {m: (posthoc.snapshot(logits, k, m), {}) for m in params.members}
-    held = _calibration_logits(params, layout)
-    runs = {}
-    for m in params.members:
-        rows = held[held["member"] == m]
-        temperature = posthoc.fit_temperature(rows)
-        fitted = {"temperature": temperature, "calibration_rows": len(rows)}
-        runs[m] = (posthoc.scale(posthoc.single(logits, m), temperature), fitted)
-    return runs
-
-
 def run(params: Params, name: str, layout: Layout = Layout(), progress: bool = True) -> Path:
-    """Write ``data/methods/<name>/samples.parquet`` and ``info.json``."""
+    """Run method ``name`` and write ``data/methods/<name>/``; the samples' path."""
+    record = method(name)
     if name not in params.methods.run:
         raise ConfigError(
             f"{params.profile}.methods.run {params.methods.run} does not run {name!r}"
         )
     member_unit(params, 0)  # every method starts from member 0
     set_threads(params.infer.threads)
-    extra: dict[str, pd.DataFrame] = {}
-    runs: dict[int, pd.DataFrame] = {}
-    if name in PER_MEMBER:
-        fitted_runs = _member_runs(params, layout, name)
-        info = {**COST[name](params), **fitted_runs[0][1]}
-        if name == "temperature":
-            info["temperatures"] = [fitted["temperature"] for _, fitted in fitted_runs.values()]
-        runs = {member: rows for member, (rows, _) in fitted_runs.items()}
-        table = runs.pop(0)
-    elif name == "mc_dropout":
-        table, info = _mc_dropout(params, layout, progress)
-    else:
-        table, info, linearised = _laplace(params, layout)
-        if linearised is not None:
-            extra["linearised"] = linearised
+    out = record.run(params, layout, progress)
+    if record.per_member and sorted(out.runs) != sorted(m for m in params.members if m != 0):
+        raise StoreError(
+            f"method {name!r} runs once per member but returned runs for {sorted(out.runs)}"
+        )
     folder = method_dir(layout, name)
     folder.mkdir(parents=True, exist_ok=True)
-    for read_out, rows in extra.items():
+    for read_out, rows in out.readouts.items():
         write_logits(rows, folder / f"{read_out}.parquet")
-    for member, rows in runs.items():
+    for member, rows in out.runs.items():
         write_logits(rows, folder / "runs" / f"member-{member}.parquet")
-    info = {**info, "runs": 1 + len(runs), **peak_memory()}
+    info = {**record.cost(params, out.fitted), **out.fitted, "runs": 1 + len(out.runs)}
     write_text_atomic(folder / "info.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
-    return write_logits(table, folder / "samples.parquet")
+    write_text_atomic(cost_file(layout, name), json.dumps(peak_memory(), indent=1) + "\n")
+    return write_logits(out.samples, folder / "samples.parquet")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,7 +2,8 @@
 
 The LoRA ensemble (the main ensemble, every member, final epoch) is always the first row,
 then the ensemble and its single members at their lowest in-domain NLL epoch; each method of
-``methods.run`` follows from its ``data/methods/<name>/`` samples (and its other runs,
+``methods.run`` follows, in its order, from its ``data/methods/<name>/`` samples (its record in
+:mod:`lorauq.methods.registry` says why it has one run where it has one) (and its other runs,
 ``runs/member-<m>.parquet``; Laplace's linearised read-out, ``linearised.parquet``).
 """
 
@@ -17,11 +18,12 @@ from lorauq.atomic import atomic_path
 from lorauq.config import Params, load_params
 from lorauq.errors import exit_code
 from lorauq.layout import Layout
-from lorauq.methods.report import BEST, MethodRuns, at_best_epoch, comparison
+from lorauq.methods.registry import method
+from lorauq.methods.report import BEST, MethodRuns, at_best_epoch, methods_table
 from lorauq.schema import PRIOR_MEMBER
 from lorauq.store import read_logits
 
-__all__ = ["ONE_RUN", "PANELS", "collect", "figure", "main", "run"]
+__all__ = ["PANELS", "collect", "figure", "main", "run"]
 
 
 def _main_logits(params: Params, layout: Layout) -> pd.DataFrame:
@@ -63,25 +65,15 @@ def collect(params: Params, layout: Layout) -> dict[str, MethodRuns]:
     for name in params.methods.run:
         folder = layout.root / "data" / "methods" / name
         info = json.loads((folder / "info.json").read_text(encoding="utf-8"))
-        found[name] = MethodRuns(_method_runs(folder), info, ONE_RUN[name])
+        found[name] = MethodRuns(_method_runs(folder), info, method(name).one_run)
         if (folder / "linearised.parquet").exists():
             found[f"{name}_linearised"] = MethodRuns(
                 [read_logits(folder / "linearised.parquet")],
                 {**info, "eval_passes": "1 + a Jacobian per question (K backward passes)"},
-                ONE_RUN[name],
+                method(name).one_run,
                 one_sample="one distribution (the probit read-out): no samples, no MI",
             )
     return found
-
-
-#: Why a method has one run where it has one (the text of its ``*_std`` cells).
-ONE_RUN = {
-    "single": "one member in the experiment",
-    "checkpoints": "one member in the experiment",
-    "temperature": "one member in the experiment",
-    "mc_dropout": "one run: it trains a member of its own (seed 0)",
-    "laplace": "one run: one posterior, around member 0",
-}
 
 
 #: The bar panels of the figure: column, title (with units and direction).
@@ -142,7 +134,7 @@ def run(params: Params, layout: Layout = Layout()) -> pd.DataFrame:
     from lorauq.plots import save_figure
 
     a = params.analysis
-    table = comparison(collect(params, layout), a.in_domain, a.n_bins, a.readout)
+    table = methods_table(collect(params, layout), a.in_domain, a.n_bins, a.readout)
     path = layout.reports / "methods.csv"
     # columns that mix numbers and reasons are objects, which float_format does not reach
     shown = table.map(lambda v: float(f"{v:.6g}") if isinstance(v, float) else v)

@@ -25,7 +25,14 @@ from lorauq.layout import Layout
 from lorauq.questions import save_questions
 from lorauq.tiny.world import WorldSpec
 
-__all__ = ["MANIFEST", "MANIFEST_FORMAT", "run", "split_calibration"]
+__all__ = [
+    "MANIFEST",
+    "MANIFEST_FORMAT",
+    "SOURCES_DIR",
+    "check_tracked_paths",
+    "run",
+    "split_calibration",
+]
 
 #: The manifest's file name inside ``data/prepared``.
 MANIFEST = "manifest.json"
@@ -61,6 +68,30 @@ def _load_source(spec: SourceSpec, world: WorldSpec) -> tuple[pd.DataFrame, dict
         "reads": [read.as_dict() for read in loaded.reads],
     }
     return frame, entry
+
+
+#: The folder of local sources that ``dvc.yaml`` lists among the prepare stage's
+#: dependencies: a ``path:`` inside it reruns ``prepare`` when its bytes change.
+SOURCES_DIR = Path("data") / "sources"
+
+
+def check_tracked_paths(params: Params, root: Path = Path(".")) -> None:
+    """Refuse a local ``path:`` outside ``data/sources/`` when DVC runs the stage.
+
+    DVC cannot list a dependency that a parameter names (``dvc.yaml`` cannot interpolate a
+    list of paths into ``deps``), so the stage depends on one folder; a file elsewhere would
+    be read, yet editing it would rerun nothing, and every later number would be stale.
+    """
+    tracked = (root / SOURCES_DIR).resolve()
+    specs = {"train": params.data.train}
+    specs.update({f"eval.{name}": spec for name, spec in params.data.eval.items()})
+    for key, spec in specs.items():
+        if spec.path is not None and not (root / spec.path).resolve().is_relative_to(tracked):
+            raise ConfigError(
+                f"{params.profile}.data.{key}.path: {spec.path} is outside {SOURCES_DIR.as_posix()}/,"
+                " the folder the prepare stage depends on in dvc.yaml, so editing it would "
+                f"rerun nothing; move or copy it into {SOURCES_DIR.as_posix()}/"
+            )
 
 
 def split_calibration(frame: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:

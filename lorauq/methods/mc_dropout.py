@@ -4,6 +4,9 @@ The member is trained with ``lora.dropout`` p like any other (bayesian-peft's MC
 baseline); at evaluation the LoRA dropout of every adapted layer stays active and each pass
 draws its masks from its own seed, so the T passes are T samples, the same on every rerun on
 one machine. With p = 0 every pass is the deterministic member.
+
+The method ``mc_dropout`` (:func:`run`) trains that member from member 0's seed. Its record:
+:data:`lorauq.methods.registry.METHODS`.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from lorauq.config import InferParams
-from lorauq.errors import ConfigError, StoreError
+from lorauq.config import InferParams, Params
+from lorauq.errors import StoreError
+from lorauq.layout import Layout
 from lorauq.readout import encode_eval_sets, letter_table, tag_table
+from lorauq.stages.methods import MethodOutput, method_dir
 
-__all__ = ["dropout_samples"]
+__all__ = ["dropout_samples", "run"]
 
 
 def _active_dropout(model, dropout: float) -> int:
@@ -55,13 +60,10 @@ def dropout_samples(
 ) -> pd.DataFrame:
     """``passes`` stochastic passes of the adapter in ``adapter`` over every eval set: rows of
     the logits store, pass t as member t at ``epoch``; pass t's masks come from seed
-    ``seed * 1_000_003 + t``."""
+    ``seed * 1_000_003 + t``. ``dropout`` and ``passes`` are
+    :class:`lorauq.methods.registry.McDropoutSettings`, checked there when params load."""
     from peft import PeftModel
 
-    if passes < 1:
-        raise ConfigError(f"methods.mc_dropout.passes must be at least 1, got {passes}")
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"methods.mc_dropout.dropout must be in [0, 1), got {dropout}")
     try:
         model = PeftModel.from_pretrained(base_model, str(adapter), is_trainable=False)
     except Exception as exc:
@@ -86,3 +88,48 @@ def dropout_samples(
             )
             tables.append(tag_table(table, t, epoch, name))
     return pd.concat(tables, ignore_index=True)
+
+
+def run(params: Params, layout: Layout, progress: bool = False) -> MethodOutput:
+    """The method ``mc_dropout``: member 0 of the main ensemble trained again (its seed, its
+    settings) with LoRA dropout ``methods.mc_dropout.dropout``, then its passes."""
+    import dataclasses
+
+    from lorauq.checkpoints import completed_epochs, epoch_dir
+    from lorauq.model import load_base
+    from lorauq.questions import read_prepared
+    from lorauq.stages.infer import eval_sets
+    from lorauq.train import batch_order_stream, train_member
+
+    spec = params.ensemble(params.main_ensemble)
+    m = params.methods.mc_dropout
+    folder = method_dir(layout, "mc_dropout") / "member-0"
+    model, tokenizer = load_base(params.base, layout.base)
+    train_member(
+        model,
+        tokenizer,
+        read_prepared(layout.train_table),
+        member=0,
+        member_dir=folder,
+        lora=dataclasses.replace(spec.lora, dropout=m.dropout),
+        train=spec.train,
+        template=params.data.template,
+        progress=progress,
+        order_stream=batch_order_stream(spec.train, params.main_ensemble),
+    )
+    final = completed_epochs(folder)[-1]
+    model, tokenizer = load_base(params.base, layout.base)  # fresh: peft wrapped the first
+    table = dropout_samples(
+        model,
+        tokenizer,
+        epoch_dir(folder, final),
+        eval_sets(params, layout),
+        epoch=final,
+        dropout=m.dropout,
+        passes=m.passes,
+        seed=m.seed,
+        template=params.data.template,
+        infer=params.infer,
+        stored_letters=params.data.stored_letters,
+    )
+    return MethodOutput(table, {"dropout": m.dropout})

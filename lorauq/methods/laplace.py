@@ -16,6 +16,9 @@ Two read-outs of one posterior:
 The prior precision is a number, fitted by marginal likelihood (``"marglik"``), or chosen on
 held-out training rows (``"validation"``: laplace-torch's grid search of the sampled
 predictive's NLL). Why the default is validation: docs/methods.md.
+
+The method ``laplace`` (:func:`run`) fits it around member 0's final adapter of the main
+ensemble. Its record: :data:`lorauq.methods.registry.METHODS`.
 """
 
 from __future__ import annotations
@@ -30,12 +33,14 @@ import pandas as pd
 import torch
 
 from lorauq.batching import collate_left, last_position_logits
-from lorauq.config import InferParams
+from lorauq.config import InferParams, Params
 from lorauq.errors import ConfigError, DataError, StoreError
+from lorauq.layout import Layout
 from lorauq.readout import EncodedEvalSet, encode_eval_set, encode_eval_sets, evaluate_sets
 from lorauq.schema import LOGIT_COLUMNS
+from lorauq.stages.methods import MethodOutput, final_adapter, member_logits
 
-__all__ = ["PRIOR_GRID", "VMAP_FALLBACK", "LetterHead", "laplace_samples", "probit_table"]
+__all__ = ["PRIOR_GRID", "VMAP_FALLBACK", "LetterHead", "laplace_samples", "probit_table", "run"]
 
 #: The validation grid of the prior precision: log10 from, to, points (half decades). Its
 #: top is a posterior whose draws sit on the MAP weights (an sd of 1e-3 per weight).
@@ -160,10 +165,10 @@ def laplace_samples(
     eval_sets: Mapping[str, pd.DataFrame],
     *,
     epoch: int,
-    hessian: str = "diag",
-    samples: int = 10,
-    seed: int = 0,
-    prior_precision: float | str = "marglik",
+    hessian: str,
+    samples: int,
+    seed: int,
+    prior_precision: float | str,
     validation_frame: pd.DataFrame | None = None,
     member_table: pd.DataFrame | None = None,
     template: str = "paper",
@@ -176,6 +181,8 @@ def laplace_samples(
     eval set (draw s as member s at ``epoch``); what was fitted; and, given the MAP member's
     rows at ``epoch`` (``member_table``), the linearised probit read-out of the same sets.
 
+    ``hessian``, ``samples``, ``seed`` and ``prior_precision`` are
+    :class:`lorauq.methods.registry.LaplaceSettings` (its defaults, its checks).
     ``validation_frame`` holds the held-out training rows a ``"validation"`` prior is chosen
     on; ``curvature_batch`` questions go into each curvature batch, ``batch_size`` into each
     validation batch."""
@@ -250,8 +257,41 @@ def laplace_samples(
         "prior_fitted_by": prior_precision if isinstance(prior_precision, str) else "given",
         "n_params": int(mean.numel()),
         "n_letters": len(train.letters),
+        "n_train_questions": len(train_frame),
     }
     if prior_precision == "validation":  # an edge of the grid: the optimum may lie beyond it
         edges = (10.0 ** PRIOR_GRID[0], 10.0 ** PRIOR_GRID[1])
         fitted["prior_at_grid_edge"] = bool(np.isclose(fitted["prior_precision"], edges).any())
     return pd.concat(tables, ignore_index=True), fitted, probit
+
+
+def run(params: Params, layout: Layout, progress: bool = False) -> MethodOutput:
+    """The method ``laplace``: the posterior around member 0's final adapter, its samples
+    and (``methods.laplace.linearised``) the probit read-out, ``linearised``."""
+    from lorauq.methods import posthoc
+    from lorauq.model import load_base
+    from lorauq.questions import read_prepared
+    from lorauq.stages.infer import eval_sets
+
+    m = params.methods.laplace
+    adapter, final = final_adapter(params, layout)
+    model, tokenizer = load_base(params.base, layout.base)
+    held = layout.calibration_table
+    table, fitted, probit = laplace_samples(
+        model,
+        tokenizer,
+        adapter,
+        read_prepared(layout.train_table),
+        eval_sets(params, layout),
+        epoch=final,
+        hessian=m.hessian,
+        samples=m.samples,
+        seed=m.seed,
+        prior_precision=m.prior_precision,
+        validation_frame=read_prepared(held) if held.exists() else None,
+        member_table=posthoc.single(member_logits(params, layout)) if m.linearised else None,
+        template=params.data.template,
+        infer=params.infer,
+        stored_letters=params.data.stored_letters,
+    )
+    return MethodOutput(table, fitted, readouts={} if probit is None else {"linearised": probit})

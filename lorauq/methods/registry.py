@@ -1,0 +1,256 @@
+"""The rival methods: one record per method, and the one place that lists them.
+
+A method is a way to produce samples of the letter logits per question (its rows read like
+an ensemble's members). Its record says everything the rest of lorauq needs to know about
+it: the settings it reads from ``<profile>.methods.<name>`` (a frozen dataclass whose
+``check`` is the only check of those settings, run when params.yaml is loaded), whether it
+runs once per member of the main ensemble, what it costs, what it reads, and why its rows
+have a single run where they have one. Its ``run`` is ``run(params, layout, progress)`` in
+``lorauq/methods/<name>.py``, the method's own module, loaded by name so that this module
+(which config.py, and so every stage, imports) does not import any method's code.
+
+How to add a method (docs/methods.md): write ``lorauq/methods/<name>.py`` with its ``run``,
+add its record to :data:`METHODS`, then ``python -m lorauq.methods.pipeline`` to rewrite the
+method stages of dvc.yaml (tests/test_method_registry.py fails until that is done).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from lorauq.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover - types only: config imports this module
+    from lorauq.config import Params
+
+__all__ = [
+    "ARTEFACTS",
+    "METHODS",
+    "CheckpointsSettings",
+    "LaplaceSettings",
+    "McDropoutSettings",
+    "Method",
+    "NoSettings",
+    "TemperatureSettings",
+    "method",
+]
+
+
+def _at_least_one(where: str, **counts: int) -> None:
+    for key, value in counts.items():
+        if value < 1:
+            raise ConfigError(f"{where}.{key} must be at least 1, got {value}")
+
+
+@dataclass(frozen=True)
+class NoSettings:
+    """A method with nothing to set (its section in params.yaml is ``{}``)."""
+
+    def check(self, params: Params, where: str, runs: bool) -> None:
+        """Nothing to check."""
+
+
+@dataclass(frozen=True)
+class McDropoutSettings:
+    """One member trained with LoRA dropout ``dropout``, read out with ``passes`` stochastic
+    passes whose masks come from ``seed`` (so a rerun writes the same samples)."""
+
+    dropout: float = 0.1
+    passes: int = 10
+    seed: int = 0
+
+    def check(self, params: Params, where: str, runs: bool) -> None:
+        """The dropout probability is in [0, 1); at least one pass."""
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{where}.dropout must be in [0, 1), got {self.dropout}")
+        _at_least_one(where, passes=self.passes)
+
+
+@dataclass(frozen=True)
+class CheckpointsSettings:
+    """The snapshot ensemble: a member's ``last`` epoch checkpoints."""
+
+    last: int = 3
+
+    def check(self, params: Params, where: str, runs: bool) -> None:
+        """At least one checkpoint, and no more than the main ensemble saves."""
+        _at_least_one(where, last=self.last)
+        train = params.ensemble(params.main_ensemble).train
+        saved = train.checkpoint_count
+        if runs and self.last > saved:
+            kind = "epochs" if train.steps is None else "checkpoints"
+            raise ConfigError(
+                f"{where}.last is {self.last}, more than the {saved} {kind} of the main "
+                f"ensemble {params.main_ensemble!r}"
+            )
+
+
+@dataclass(frozen=True)
+class TemperatureSettings(NoSettings):
+    """Temperature scaling fits on the held-out training rows: nothing to set."""
+
+    def check(self, params: Params, where: str, runs: bool) -> None:
+        """It needs held-out rows to fit on."""
+        if runs and params.data.calibration_fraction == 0.0:
+            raise ConfigError(
+                f"{params.profile}.data.calibration_fraction is 0 but methods.run has "
+                "'temperature', which fits on the held-out training rows; set it, e.g. 0.1"
+            )
+
+
+@dataclass(frozen=True)
+class LaplaceSettings:
+    """A Laplace posterior over member 0's LoRA weights: ``hessian`` structure, ``samples``
+    weight draws from ``seed``; ``prior_precision`` a number, ``"validation"`` (chosen by the
+    NLL of held-out training rows) or ``"marglik"`` (marginal likelihood); ``linearised``
+    also stores the probit read-out of the linearised predictive."""
+
+    hessian: Literal["diag", "kron"] = "diag"
+    samples: int = 10
+    seed: int = 0
+    prior_precision: Literal["validation", "marglik"] | float = "validation"
+    linearised: bool = True
+
+    def check(self, params: Params, where: str, runs: bool) -> None:
+        """At least one draw; a positive prior precision; validation needs held-out rows."""
+        _at_least_one(where, samples=self.samples)
+        prior = self.prior_precision
+        if not isinstance(prior, str) and prior <= 0:
+            raise ConfigError(
+                f"{where}.prior_precision must be positive (or 'validation', 'marglik'), "
+                f"got {prior}"
+            )
+        if runs and prior == "validation" and params.data.calibration_fraction == 0.0:
+            raise ConfigError(
+                f"{params.profile}.data.calibration_fraction is 0 but "
+                "methods.laplace.prior_precision is 'validation', which chooses it on the "
+                "held-out training rows; set the fraction, e.g. 0.1, or a number or 'marglik'"
+            )
+
+
+#: What a method's stage may read, each with its path in dvc.yaml (``${main}``: the main
+#: ensemble, copied to the top level of params.yaml like the stage lists).
+ARTEFACTS = {
+    "base": "data/base",
+    "prepared": "data/prepared",  # training, held-out and eval rows
+    "main_adapters": "data/adapters/${main}",
+    "main_logits": "data/logits/${main}",
+}
+
+
+@dataclass(frozen=True)
+class Method:
+    """One rival method.
+
+    ``settings``: the type of ``<profile>.methods.<name>`` (defaults and ``check``).
+    ``per_member``: it needs nothing but one member's logits or adapter, so it runs once per
+    member of the main ensemble (each its own seed) and its rows are a mean ± std over runs.
+    ``needs``: the keys of :data:`ARTEFACTS` its stage reads. ``profile_params``: the other
+    sections of the profile it reads (DVC reruns its stage when they change).
+    ``cost``: fine-tuning and evaluation passes relative to one member, from the params and
+    what the run fitted. ``one_run``: why its rows have a single run where they have one.
+    """
+
+    name: str
+    settings: type
+    per_member: bool
+    needs: tuple[str, ...]
+    profile_params: tuple[str, ...]
+    cost: Callable[[Params, dict[str, Any]], dict[str, Any]]
+    one_run: str
+
+    @property
+    def module(self) -> str:
+        """The method's own module: ``lorauq.methods.<name>``."""
+        return f"lorauq.methods.{self.name}"
+
+    def run(self, params: Params, layout: Any, progress: bool) -> Any:
+        """Its samples (a :class:`lorauq.stages.methods.MethodOutput`), from its module."""
+        return importlib.import_module(self.module).run(params, layout, progress)
+
+
+_ONE_MEMBER = "one member in the experiment"
+_INFERENCE = ("base", "data.template", "data.stored_letters", "infer")
+
+#: Every method, in the order of the methods table.
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            "single",
+            NoSettings,
+            per_member=True,
+            needs=("main_logits",),
+            profile_params=(),
+            cost=lambda params, fitted: {"finetune_passes": 1, "eval_passes": 1},
+            one_run=_ONE_MEMBER,
+        ),
+        Method(
+            "mc_dropout",
+            McDropoutSettings,
+            per_member=False,
+            needs=("base", "prepared"),
+            profile_params=(*_INFERENCE, "lora", "train", "ensembles.${main}"),
+            cost=lambda params, fitted: {
+                "finetune_passes": 1,
+                "eval_passes": params.methods.mc_dropout.passes,
+            },
+            one_run="one run: it trains a member of its own (seed 0)",
+        ),
+        Method(
+            "checkpoints",
+            CheckpointsSettings,
+            per_member=True,
+            needs=("main_logits",),
+            profile_params=(),
+            cost=lambda params, fitted: {
+                "finetune_passes": 1,
+                "eval_passes": params.methods.checkpoints.last,
+            },
+            one_run=_ONE_MEMBER,
+        ),
+        Method(
+            "temperature",
+            TemperatureSettings,
+            per_member=True,
+            needs=("base", "prepared", "main_adapters", "main_logits"),
+            profile_params=_INFERENCE,
+            cost=lambda params, fitted: {"finetune_passes": 1, "eval_passes": 1},
+            one_run=_ONE_MEMBER,
+        ),
+        Method(
+            "laplace",
+            LaplaceSettings,
+            per_member=False,
+            needs=("base", "prepared", "main_adapters", "main_logits"),
+            profile_params=(*_INFERENCE, "train", "ensembles.${main}"),
+            # the curvature: K backward passes (one per letter) per training question,
+            # against one forward and backward pass per question and epoch of fine-tuning
+            cost=lambda params, fitted: {
+                "finetune_passes": 1 + fitted["n_letters"] / _passes_over_data(params, fitted),
+                "eval_passes": params.methods.laplace.samples,
+            },
+            one_run="one run: one posterior, around member 0",
+        ),
+    )
+}
+
+
+def _passes_over_data(params: Params, fitted: dict) -> float:
+    """How often fine-tuning saw each training question: ``train.epochs``, or, training by
+    steps, the steps' rows over the training set's (``n_train_questions`` of the fit)."""
+    train = params.ensemble(params.main_ensemble).train
+    if train.steps is None:
+        return float(train.epochs)
+    return train.steps * train.batch_size / fitted["n_train_questions"]
+
+
+def method(name: str) -> Method:
+    """The record of ``name``; an unknown name is an error that lists the methods."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError(f"{name!r} is not a method; methods: {list(METHODS)}") from None
