@@ -14,7 +14,7 @@ import contextlib
 import copy
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -195,11 +195,20 @@ def restore_checkpoint(model, optimizer, scaler, folder: Path) -> None:
 
 
 def epoch_log(
-    member: int, epoch: int, losses: list[float], priors: list[float], tokens: int, elapsed: float
+    member: int,
+    epoch: int,
+    losses: list[float],
+    priors: list[float],
+    tokens: int,
+    elapsed: float,
+    step: int,
 ) -> dict:
+    """Checkpoint ``epoch``'s log: the means over the steps since the previous checkpoint, and
+    ``step``, the optimiser step it was taken after (``lorauq.schedule``)."""
     return {
         "member": member,
         "epoch": epoch,
+        "step": step,
         "loss": float(np.mean(losses)),
         "prior": float(np.mean(priors)),
         "tokens": tokens,
@@ -207,7 +216,19 @@ def epoch_log(
     }
 
 
-def resume_point(member_dir: Path, epochs: int) -> tuple[list[int], list[dict]]:
-    """The complete epochs up to ``epochs`` and their logs, read back from their folders."""
-    done = [e for e in completed_epochs(member_dir) if e <= epochs]
-    return done, [json.loads((epoch_dir(member_dir, e) / LOG_FILE).read_text()) for e in done]
+def resume_point(member_dir: Path, steps: Sequence[int]) -> tuple[list[int], list[dict]]:
+    """The complete checkpoints among the ``len(steps)`` planned and their logs, read back.
+
+    ``steps[k - 1]`` is the step checkpoint k is planned at; a saved one taken at another step
+    (the schedule changed since) would resume the wrong stream, so it fails naming its folder.
+    """
+    done = [e for e in completed_epochs(member_dir) if e <= len(steps)]
+    logs = [json.loads((epoch_dir(member_dir, e) / LOG_FILE).read_text()) for e in done]
+    for e, log in zip(done, logs, strict=True):
+        if log.get("step", steps[e - 1]) != steps[e - 1]:
+            raise StoreError(
+                f"{epoch_dir(member_dir, e)}: checkpoint taken at step {log['step']}, but "
+                f"train.epochs/steps/checkpoint_steps now put checkpoint {e} at step "
+                f"{steps[e - 1]}; delete the member's folder to retrain"
+            )
+    return done, logs

@@ -118,7 +118,16 @@ class LoraParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    epochs: int = 10
+    #: How long each member trains: ``epochs`` passes over the training set, a checkpoint
+    #: (and a read-out) after each; or, instead, ``steps`` optimiser steps in all, with a
+    #: checkpoint at each of ``checkpoint_steps`` and at the last step. Set one: a section
+    #: that gives ``steps`` and no ``epochs`` trains by steps; one that inherits ``epochs``
+    #: (a profile's, under an ensemble's ``steps``) sets ``epochs: null``. Steps run through
+    #: the epochs' seeded batch orders one after another (``lorauq.schedule``), so a step
+    #: count that does not divide an epoch goes on into the next epoch's order.
+    epochs: int | None = 10
+    steps: int | None = None
+    checkpoint_steps: list[int] = field(default_factory=list)
     lr: float = 5e-6
     batch_size: int = 8
     max_length: int = 128
@@ -154,6 +163,14 @@ class TrainParams:
     #: in one setting are compared at equal data orders (less variance, but members of two
     #: ensembles then train in lockstep and agree more than independent runs would).
     batch_order: Literal["ensemble", "shared"] = "ensemble"
+
+    @property
+    def checkpoint_count(self) -> int:
+        """How many checkpoints a member's training writes (one per epoch, or per named step
+        plus the last)."""
+        if self.steps is None:
+            return self.epochs or 0
+        return len(set(self.checkpoint_steps) | {self.steps})
 
 
 @dataclass(frozen=True)
@@ -402,10 +419,44 @@ def _dotted_to_nested(overrides: Mapping[str, Any]) -> dict[str, Any]:
     return nested
 
 
+def _train_section(raw: Any) -> Any:
+    """A ``train`` mapping that gives ``steps`` and no ``epochs`` trains by steps: its epochs
+    are none rather than the default's."""
+    if isinstance(raw, Mapping) and raw.get("steps") is not None and "epochs" not in raw:
+        return {**raw, "epochs": None}
+    return raw
+
+
+def _check_length(train: TrainParams, where: str) -> None:
+    """Exactly one of ``train.epochs`` and ``train.steps``; checkpoint steps within the run."""
+    if train.epochs is not None and train.steps is not None:
+        raise ConfigError(
+            f"{where}.train.steps ({train.steps}) and {where}.train.epochs ({train.epochs}) are "
+            "both set; train by one: set the other to null"
+        )
+    if train.epochs is None and train.steps is None:
+        raise ConfigError(f"{where}.train.epochs and {where}.train.steps are both null; set one")
+    for key in ("epochs", "steps"):
+        value = getattr(train, key)
+        if value is not None and value <= 0:
+            raise ConfigError(f"{where}.train.{key} must be positive, got {value}")
+    marks = train.checkpoint_steps
+    if marks and train.steps is None:
+        raise ConfigError(
+            f"{where}.train.checkpoint_steps is set but the run trains by train.epochs (a "
+            "checkpoint after each); set train.steps and epochs: null, or drop checkpoint_steps"
+        )
+    if marks and (marks != sorted(set(marks)) or marks[0] <= 0 or marks[-1] > train.steps):
+        raise ConfigError(
+            f"{where}.train.checkpoint_steps {marks}: increasing steps in 1..train.steps "
+            f"({train.steps})"
+        )
+
+
 def _check_training(owner: Params | Ensemble, where: str) -> None:
     """Ranges of ``lora`` and ``train`` that types alone cannot express (profile or ensemble)."""
+    _check_length(owner.train, where)
     positive = {
-        "train.epochs": owner.train.epochs,
         "train.batch_size": owner.train.batch_size,
         "train.max_length": owner.train.max_length,
         "lora.r": owner.lora.r,
@@ -629,7 +680,9 @@ def _ensembles(section: Mapping[str, Any], profile: str) -> dict[str, Ensemble]:
         sections = {
             key: build_section(
                 cls,
-                _merge(dict(section.get(key, {})), dict(overrides.get(key) or {})),
+                _train_section(_merge(dict(section.get(key, {})), dict(overrides.get(key) or {})))
+                if key == "train"
+                else _merge(dict(section.get(key, {})), dict(overrides.get(key) or {})),
                 f"{where}.{name}.{key}" if key in overrides else f"{profile}.{key}",
             )
             for key, cls in (("lora", LoraParams), ("train", TrainParams))
@@ -696,7 +749,11 @@ def resolve_params(
         )
     members, units = _members(section.get("members"), f"{profile}.members")
     built = {
-        name: build_section(cls, section.get(name, {}), f"{profile}.{name}")
+        name: build_section(
+            cls,
+            _train_section(section.get(name, {})) if name == "train" else section.get(name, {}),
+            f"{profile}.{name}",
+        )
         for name, cls in _SECTIONS.items()
     }
     params = Params(

@@ -2,10 +2,10 @@
 
 Member m trained here is member m of :func:`lorauq.train.train_member`, to float rounding:
 the same initial A (peft's own init after ``torch.manual_seed(m)``), the same batches in the
-same order (``training_batches`` with the generator of (the ensemble's order stream, m,
-epoch)), its own loss (its cross-entropy on its own batch + λ·Σ‖B·A‖²_F of its own
-weights), its own AdamW, its own gradient-norm clip, its own loss scaler (float16) and its
-own dropout RNG. At every step the
+same order (``lorauq.schedule.step_batches`` from the generators of (the ensemble's order
+stream, m, epoch)), its own loss (its cross-entropy on its own batch + λ·Σ‖B·A‖²_F of its
+own weights), its own AdamW, its own gradient-norm clip, its own loss scaler (float16) and
+its own dropout RNG. At every step the
 members' batches are concatenated (left-padded to the widest; positions restart at each
 row's first token, so the padding changes nothing) and run as one forward and one backward
 through the base with stacked adapters (``lorauq.stacked``). Since the members' weights are
@@ -35,7 +35,6 @@ from lorauq.batching import (
     collate_left,
     last_position_logits,
     pad_multiple,
-    training_batches,
 )
 from lorauq.checkpoints import (
     checkpoint_must_fit,
@@ -52,10 +51,12 @@ from lorauq.errors import ConfigError
 from lorauq.float32_head import float32_head
 from lorauq.lora import attach_lora
 from lorauq.progress import progress_bar
+from lorauq.schedule import checkpoint_steps, step_batches, steps_per_epoch
 from lorauq.stacked import Route, StackedLora
 from lorauq.train import (
     EncodedQuestions,
     adamw,
+    checkpoint_label,
     encode_training_set,
     epoch_generator,
     loss_scaler,
@@ -152,39 +153,47 @@ def joint_step(
     return out
 
 
-def _train_epoch(
+def _member_generator(member: int, stream: int):
+    return lambda epoch: epoch_generator(member, epoch, stream)
+
+
+def _train_segment(
     forward_model,
     stack: StackedLora,
     data: EncodedQuestions,
     slots: list[int],
     members: list[int],
-    epoch: int,
+    index: int,
+    marks: list[int],
     state: dict,
     train: TrainParams,
     *,
     pad_id: int,
     progress: bool,
 ) -> list[dict]:
-    """One epoch of the members in ``slots``; their epoch logs, in slot order."""
+    """The steps up to checkpoint ``index`` of the members in ``slots``; their logs, in slot
+    order."""
     device, multiple = state["device"], state["multiple"]
+    first = marks[index - 2] + 1 if index > 1 else 1
     orders = [
-        training_batches(
-            data.lengths,
-            train.batch_size,
-            train.batching,
-            epoch_generator(members[j], epoch, state["order_stream"]),
+        list(
+            step_batches(
+                data.lengths,
+                train,
+                _member_generator(members[j], state["order_stream"]),
+                first,
+                marks[index - 1],
+            )
         )
         for j in slots
     ]
     steps = len(orders[0])
-    if any(len(order) != steps for order in orders):  # same n and batch size: cannot differ
-        raise RuntimeError("members drew different numbers of batches")
     targets_all = torch.as_tensor(data.targets, dtype=torch.long)
     results: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in slots]
     tokens = [0] * len(slots)
     label = ",".join(str(members[j]) for j in slots)
     bar = progress_bar(
-        range(steps), f"members {label} epoch {epoch}/{train.epochs}", enabled=progress
+        range(steps), f"members {label} {checkpoint_label(train, index, marks)}", enabled=progress
     )
     start = time.perf_counter()
     for step in bar:
@@ -215,7 +224,8 @@ def _train_epoch(
     for j, slot in enumerate(slots):
         losses = torch.stack([loss for loss, _ in results[j]]).tolist()
         priors = torch.stack([prior for _, prior in results[j]]).tolist()
-        logs.append(epoch_log(members[slot], epoch, losses, priors, tokens[j], elapsed))
+        log = epoch_log(members[slot], index, losses, priors, tokens[j], elapsed, marks[index - 1])
+        logs.append(log)
     return logs
 
 
@@ -232,7 +242,9 @@ def train_members(
     order_stream: int = 0,
 ) -> dict[int, list[dict]]:
     """Train the members of ``member_dirs`` (member id → its checkpoint folder) together for
-    ``train.epochs`` epochs, resuming after the last epoch all of them completed.
+    ``train.epochs`` epochs or ``train.steps`` steps (checkpoints where
+    :func:`lorauq.schedule.checkpoint_steps` puts them), resuming after the last checkpoint
+    all of them completed.
 
     Returns, per member, one log entry per epoch as ``train_member`` does (``elapsed_s`` is
     the joint epoch's time). Members at different epochs (a kill between two members' saves)
@@ -252,14 +264,15 @@ def train_members(
             "train these members one after another (train.joint: false) or set lora.dropout to 0"
         )
     data = encode_training_set(tokenizer, train_frame, template, train.max_length)
+    marks = checkpoint_steps(steps_per_epoch(data.lengths, train), train)
     done, logs = [], []
     for member_dir in member_dirs:
         remove_stale_temps(member_dir)  # half-saved epochs of a killed run; never read anyway
-        epochs, epoch_logs = resume_point(member_dir, train.epochs)
+        epochs, epoch_logs = resume_point(member_dir, marks)
         done.append(epochs)
         logs.append(epoch_logs)
     lasts = [epochs[-1] if epochs else 0 for epochs in done]
-    if min(lasts) >= train.epochs:
+    if min(lasts) >= len(marks):
         return dict(zip(members, logs, strict=True))
     # Every member restarts from the earliest epoch all of them have: a run killed between two
     # members' saves is then replayed in the same joint passes, bit for bit on CPU, instead of
@@ -289,16 +302,17 @@ def train_members(
                     state["rngs"][j].restore(saved)
         with _checkpointing(base_model, train), float32_head(base_model):
             forward_model = torch.compile(base_model) if train.compile else base_model
-            for epoch in range(start + 1, train.epochs + 1):
+            for epoch in range(start + 1, len(marks) + 1):
                 slots = [j for j, begin in enumerate(begins) if begin < epoch]
                 base_model.train()
-                epoch_logs = _train_epoch(
+                epoch_logs = _train_segment(
                     forward_model,
                     stack,
                     data,
                     slots,
                     members,
                     epoch,
+                    marks,
                     state,
                     train,
                     pad_id=tokenizer.pad_token_id,

@@ -1,4 +1,5 @@
-"""Fine-tune one ensemble member: LoRA from its own seed, a checkpoint after every epoch.
+"""Fine-tune one ensemble member: LoRA from its own seed, a checkpoint after every epoch (or
+at named steps: ``train.steps``, ``lorauq.schedule``).
 
 The loss is the paper's: cross-entropy over the full vocabulary at the answer position
 only (plus the LoRA prior λ·Σ‖B·A‖²_F), so the forward pass applies the LM head at that one
@@ -10,7 +11,8 @@ uninterrupted run.
 What a resume restores is everything the next epoch depends on: the LoRA weights, AdamW's
 moments and step counts, torch's CPU and CUDA RNGs (LoRA dropout) and, in a float16 run, the
 loss scaler. The data order needs no state: each epoch draws it from a generator seeded by
-(member, epoch) and, under ``train.batch_order: ensemble``, the ensemble, alone. There is no learning-rate scheduler to save: the paper trains at a
+(member, epoch) and, under ``train.batch_order: ensemble``, the ensemble, alone, and the
+batch of a step is fixed by (member, step) with them. There is no learning-rate scheduler to save: the paper trains at a
 constant learning rate.
 
 The loss and the optimiser step are shared with ``lorauq.joint``, which trains several
@@ -35,7 +37,6 @@ from lorauq.batching import (
     collate_left,
     last_position_logits,
     pad_multiple,
-    training_batches,
 )
 from lorauq.checkpoints import (
     epoch_dir,
@@ -53,11 +54,13 @@ from lorauq.lora import attach_lora, lora_pairs, pairs_prior
 from lorauq.model import compute_dtype
 from lorauq.progress import progress_bar
 from lorauq.prompt import encode_prompts, letter_token_ids
+from lorauq.schedule import checkpoint_steps, step_batches, steps_per_epoch
 
 __all__ = [
     "EncodedQuestions",
     "adamw",
     "batch_order_stream",
+    "checkpoint_label",
     "encode_training_set",
     "epoch_generator",
     "loss_scaler",
@@ -118,6 +121,13 @@ def epoch_generator(member: int, epoch: int, stream: int = 0) -> torch.Generator
     if stream == 0:
         return torch.Generator().manual_seed(1_000_003 * member + epoch)
     return torch.Generator().manual_seed(zlib.crc32(f"{stream}-{member}-{epoch}".encode()))
+
+
+def checkpoint_label(train: TrainParams, index: int, marks: Sequence[int]) -> str:
+    """What the progress line calls checkpoint ``index``: an epoch, or the step it ends at."""
+    if train.steps is None:
+        return f"epoch {index}/{len(marks)}"
+    return f"steps to {marks[index - 1]}/{marks[-1]}"
 
 
 def adamw(params: Iterable[torch.nn.Parameter], train: TrainParams) -> torch.optim.AdamW:
@@ -208,11 +218,14 @@ def train_member(
     progress: bool = True,
     order_stream: int = 0,
 ) -> list[dict]:
-    """Train member ``member`` for ``train.epochs`` epochs, resuming after the last complete one.
+    """Train member ``member`` for ``train.epochs`` epochs or ``train.steps`` steps, a
+    checkpoint at each of :func:`lorauq.schedule.checkpoint_steps`, resuming after the last
+    complete one.
 
-    Returns one log entry per epoch (mean loss, prior term, seconds, tokens). ``base_model``
-    is wrapped by peft in place; pass a fresh base for each member. ``order_stream`` is the
-    ensemble's part of the batch-order seed (:func:`batch_order_stream`).
+    Returns one log entry per checkpoint (mean loss, prior term, seconds, tokens, its step)
+    over the steps since the previous one. ``base_model`` is wrapped by peft in place; pass a
+    fresh base for each member. ``order_stream`` is the ensemble's part of the batch-order
+    seed (:func:`batch_order_stream`).
     """
     member_dir = Path(member_dir)
     data = encode_training_set(tokenizer, train_frame, template, train.max_length)
@@ -223,7 +236,8 @@ def train_member(
         model.enable_input_require_grads()
     optimizer = make_optimizer(model, train)
     scaler = loss_scaler(model)
-    done, logs = resume_point(member_dir, train.epochs)
+    marks = checkpoint_steps(steps_per_epoch(data.lengths, train), train)
+    done, logs = resume_point(member_dir, marks)
     last = done[-1] if done else 0
     if last:
         restore_checkpoint(model, optimizer, scaler, epoch_dir(member_dir, last))
@@ -233,18 +247,22 @@ def train_member(
     with float32_head(model):
         # A compiled view shares the peft model's parameters; checkpoints use the peft model.
         forward_model = torch.compile(model) if train.compile else model
-        for epoch in range(last + 1, train.epochs + 1):
+        for index in range(last + 1, len(marks) + 1):
             model.train()
-            order = training_batches(
-                data.lengths,
-                train.batch_size,
-                train.batching,
-                epoch_generator(member, epoch, order_stream),
+            first = marks[index - 2] + 1 if index > 1 else 1
+            order = list(
+                step_batches(
+                    data.lengths,
+                    train,
+                    lambda epoch: epoch_generator(member, epoch, order_stream),
+                    first,
+                    marks[index - 1],
+                )
             )
             losses, priors, tokens = [], [], 0
             start = time.perf_counter()  # tqdm's clock stands still when the bar is disabled
             bar = progress_bar(
-                order, f"member {member} epoch {epoch}/{train.epochs}", enabled=progress
+                order, f"member {member} {checkpoint_label(train, index, marks)}", enabled=progress
             )
             for batch in bar:
                 inputs = collate_left(
@@ -257,11 +275,12 @@ def train_member(
                 priors.append(prior.item())
                 tokens += int(inputs[1].sum())
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
-            log = epoch_log(member, epoch, losses, priors, tokens, time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            log = epoch_log(member, index, losses, priors, tokens, elapsed, marks[index - 1])
             model.eval()
             cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-            state = training_state(optimizer, scaler, epoch, torch.get_rng_state(), cuda_rng)
+            state = training_state(optimizer, scaler, index, torch.get_rng_state(), cuda_rng)
 
-            write_checkpoint(member_dir, epoch, peft_adapter(model), state, log)
+            write_checkpoint(member_dir, index, peft_adapter(model), state, log)
             logs.append(log)
     return logs

@@ -44,7 +44,7 @@ path
 
 # %% [markdown]
 # ## A look at the table
-# Questions per epoch and eval set. Every epoch must hold the same counts: a gap means an epoch's checkpoint was missing or incomplete. The prior has epoch 0 only; a member has epochs 1 … `train.epochs`.
+# Questions per epoch and eval set. Every epoch must hold the same counts: a gap means an epoch's checkpoint was missing or incomplete. The prior has epoch 0 only; a member has epochs 1 … `train.epochs` (training by `train.steps`: one per checkpoint, its step in the training log).
 
 # %%
 from lorauq.store import read_logits

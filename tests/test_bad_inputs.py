@@ -411,6 +411,29 @@ def _(ctx: Ctx):
     params(**{"train.epochs": -2})
 
 
+@case("steps-zero", ConfigError, "tiny.train.steps must be positive, got 0")
+def _(ctx: Ctx):
+    params(**{"train.steps": 0, "train.epochs": None})
+
+
+@case(
+    "steps-and-epochs",
+    ConfigError,
+    "tiny.train.steps (50) and tiny.train.epochs (8) are both set; train by one",
+)
+def _(ctx: Ctx):
+    params(**{"train.steps": 50})
+
+
+@case(
+    "checkpoint-steps-past-the-end",
+    ConfigError,
+    "tiny.train.checkpoint_steps [10, 60]: increasing steps in 1..train.steps (50)",
+)
+def _(ctx: Ctx):
+    params(**{"train.steps": 50, "train.epochs": None, "train.checkpoint_steps": [10, 60]})
+
+
 @case("members-empty", ConfigError, "members: the member list is empty")
 def _(ctx: Ctx):
     params(members=[])

@@ -1,7 +1,8 @@
 """Joint training killed with SIGKILL resumes and ends bitwise identical, on CPU, to an
 uninterrupted joint run: killed mid-epoch 2, and killed mid-save of epoch 2 after the first
 member's folder was renamed into place but before the second's (the members then stand at
-different epochs, and the rerun replays epoch 2 in the same joint passes).
+different epochs, and the rerun replays epoch 2 in the same joint passes). The same again
+when training by steps (``tinyworld.KILL_SCHEDULES``).
 
 Real child processes, no mocks of training; the child pauses at a known point (a marker
 file) and the parent SIGKILLs it, as in ``test_kill_resume.py``. LoRA dropout is on, so a
@@ -34,7 +35,7 @@ _CHILD = textwrap.dedent(
     import lorauq.joint
     import tinyworld as tw
 
-    base_dir, root, marker, point = sys.argv[1:5]
+    base_dir, root, marker, point, mode = sys.argv[1:6]
     root, marker = Path(root), Path(marker)
 
     def pause():
@@ -68,36 +69,38 @@ _CHILD = textwrap.dedent(
 
         torch.save = save
     lora = dataclasses.replace(tw.LORA, dropout=0.1)
-    tw.train_joint(Path(base_dir), root, members=[0, 1, 2], epochs=2, lora=lora)
+    tw.train_joint(Path(base_dir), root, members=[0, 1, 2], lora=lora, **tw.KILL_SCHEDULES[mode])
     print("finished without being killed", file=sys.stderr)
     sys.exit(3)
     """
 )
 
 
-def test_sigkill_mid_epoch_and_mid_save_then_resume_is_bitwise_identical(tiny_base, tmp_path):
+@pytest.mark.parametrize("mode", list(tw.KILL_SCHEDULES))
+def test_sigkill_mid_epoch_and_mid_save_then_resume_is_bitwise_identical(tiny_base, tmp_path, mode):
     lora = dataclasses.replace(tw.LORA, dropout=0.1)
+    schedule = tw.KILL_SCHEDULES[mode]
     base_dir = tiny_base
     reference = tmp_path / "reference"
-    reference_logs = tw.train_joint(base_dir, reference, members=MEMBERS, epochs=2, lora=lora)
+    reference_logs = tw.train_joint(base_dir, reference, members=MEMBERS, lora=lora, **schedule)
 
     root = tmp_path / "killed"
     marker = tmp_path / "mid-epoch.marker"
     tw.sigkill_at_marker(
-        _CHILD, [str(base_dir), str(root), str(marker), "mid-epoch"], marker, tmp_path
+        _CHILD, [str(base_dir), str(root), str(marker), "mid-epoch", mode], marker, tmp_path
     )
     assert [completed_epochs(root / f"member-{m}") for m in MEMBERS] == [[1], [1], [1]]
 
     marker = tmp_path / "mid-save.marker"
     tw.sigkill_at_marker(
-        _CHILD, [str(base_dir), str(root), str(marker), "mid-save"], marker, tmp_path
+        _CHILD, [str(base_dir), str(root), str(marker), "mid-save", mode], marker, tmp_path
     )
     # member 0 has epoch 2, member 1's is a hidden temporary without state, member 2 has none
     assert [completed_epochs(root / f"member-{m}") for m in MEMBERS] == [[1, 2], [1], [1]]
     temps = [p for p in (root / "member-1").iterdir() if p.name.startswith(".")]
     assert len(temps) == 1 and not (temps[0] / STATE_FILE).exists()
 
-    resumed_logs = tw.train_joint(base_dir, root, members=MEMBERS, epochs=2, lora=lora)
+    resumed_logs = tw.train_joint(base_dir, root, members=MEMBERS, lora=lora, **schedule)
     assert list(resumed_logs) == list(reference_logs) == MEMBERS
     for member in MEMBERS:
         resumed, uninterrupted = resumed_logs[member], reference_logs[member]

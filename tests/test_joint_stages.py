@@ -7,7 +7,6 @@ nothing again.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -32,27 +31,7 @@ VALUES = [*LOGIT_COLUMNS[:5], "logsumexp_vocab"]
 
 
 def params(joint: bool):
-    profile = {
-        "members": [UNIT],
-        "ensembles": {ENSEMBLE: {}},
-        "base": {**dataclasses.asdict(tw.BASE), "kind": "tiny"},
-        "data": {
-            "template": "paper",
-            "world": tw.WORLD,
-            "train": {"source": "synthetic", "split": "train"},
-            "eval": {
-                "in_domain": {"source": "synthetic", "split": "in_domain"},
-                "unseen": {"source": "synthetic", "split": "unseen"},
-            },
-        },
-        "lora": dataclasses.asdict(tw.LORA),
-        "train": {**dataclasses.asdict(tw.TRAIN), "threads": 1, "joint": joint},
-        "infer": {**dataclasses.asdict(tw.INFER), "threads": 1, "joint": joint},
-        "analysis": {"in_domain": "in_domain"},
-    }
-    return resolve_params(
-        {"profile": "p", "ensembles": [ENSEMBLE], "members": [UNIT], "p": profile}
-    )
+    return resolve_params(tw.stage_params(UNIT, ENSEMBLE, joint=joint))
 
 
 def files(folder: Path) -> list[str]:

@@ -6,7 +6,9 @@ known point rather than by a racy timer, it wraps one function with a "pause her
 a marker file and sleeps; the parent waits for the marker and sends SIGKILL, so nothing in the
 child (no ``finally``, no atexit) runs. Two points are tested in turn on one member folder:
 mid-epoch 2 (after a few optimizer steps) and mid-save of epoch 2 (adapter written into the
-temporary folder, training state not yet).
+temporary folder, training state not yet). The same again when training by steps
+(``tinyworld.KILL_SCHEDULES``): checkpoint 1 mid-epoch 1, the kill in the steps up to
+checkpoint 2, which run on into epoch 2's batch order.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 
 from lorauq.checkpoints import STATE_FILE, completed_epochs
 
-pytestmark = pytest.mark.slow  # two child processes and three short trainings (~20 s)
+pytestmark = pytest.mark.slow  # per schedule: two child processes, three short trainings (~20 s)
 
 _CHILD = textwrap.dedent(
     """
@@ -33,8 +35,9 @@ _CHILD = textwrap.dedent(
     import lorauq.train
     import tinyworld as tw
 
-    base_dir, member_dir, marker, point = sys.argv[1:5]
+    base_dir, member_dir, marker, point, mode = sys.argv[1:6]
     marker = Path(marker)
+    schedule = tw.KILL_SCHEDULES[mode]
 
     def pause():
         marker.write_text("ready")
@@ -64,31 +67,34 @@ _CHILD = textwrap.dedent(
             return real_save(obj, path, *args, **kwargs)
 
         torch.save = save
-    tw.train(Path(base_dir), Path(member_dir), epochs=2)
+    tw.train(Path(base_dir), Path(member_dir), **schedule)
     print("finished without being killed", file=sys.stderr)
     sys.exit(3)
     """
 )
 
 
-def run_and_kill(base_dir: Path, member_dir: Path, point: str, tmp: Path) -> None:
+def run_and_kill(base_dir: Path, member_dir: Path, point: str, mode: str, tmp: Path) -> None:
     """Start a training child, wait for it to reach ``point``, SIGKILL it."""
     marker = tmp / f"{point}.marker"
-    tw.sigkill_at_marker(_CHILD, [str(base_dir), str(member_dir), str(marker), point], marker, tmp)
+    args = [str(base_dir), str(member_dir), str(marker), point, mode]
+    tw.sigkill_at_marker(_CHILD, args, marker, tmp)
 
 
-def test_sigkill_mid_epoch_and_mid_save_then_resume_is_bitwise_identical(tiny_base, tmp_path):
+@pytest.mark.parametrize("mode", list(tw.KILL_SCHEDULES))
+def test_sigkill_mid_epoch_and_mid_save_then_resume_is_bitwise_identical(tiny_base, tmp_path, mode):
     base_dir = tiny_base
+    schedule = tw.KILL_SCHEDULES[mode]
     reference_dir = tmp_path / "reference"
-    reference_logs = tw.train(base_dir, reference_dir, epochs=2)
+    reference_logs = tw.train(base_dir, reference_dir, **schedule)
 
     member_dir = tmp_path / "killed"
-    run_and_kill(base_dir, member_dir, "mid-epoch", tmp_path)
+    run_and_kill(base_dir, member_dir, "mid-epoch", mode, tmp_path)
     # epoch 1 is complete; epoch 2 was never started on disk
     assert completed_epochs(member_dir) == [1]
     assert sorted(p.name for p in member_dir.iterdir()) == ["epoch-1"]
 
-    run_and_kill(base_dir, member_dir, "mid-save", tmp_path)
+    run_and_kill(base_dir, member_dir, "mid-save", mode, tmp_path)
     # the half-saved epoch 2 is a hidden temporary holding the adapter but no state:
     # nothing that looks like a finished epoch
     temps = [p for p in member_dir.iterdir() if p.name.startswith(".")]
@@ -101,7 +107,7 @@ def test_sigkill_mid_epoch_and_mid_save_then_resume_is_bitwise_identical(tiny_ba
             assert (folder / "adapter_model.safetensors").is_file()
             assert (folder / STATE_FILE).is_file()
 
-    resumed_logs = tw.train(base_dir, member_dir, epochs=2)
+    resumed_logs = tw.train(base_dir, member_dir, **schedule)
     assert sorted(p.name for p in member_dir.iterdir()) == ["epoch-1", "epoch-2"]  # temp cleaned
     assert [log["loss"] for log in resumed_logs] == [log["loss"] for log in reference_logs]
     for epoch in (1, 2):

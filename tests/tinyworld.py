@@ -65,7 +65,32 @@ def eval_set(domain: str = "in_domain"):
     return domain_questions(domain, WorldSpec.from_params(WORLD))
 
 
-def train(base_dir: Path, member_dir: Path, *, member: int = 0, epochs: int = TRAIN.epochs):
+def schedule(epochs: int, steps: int | None = None, checkpoint_steps=()) -> TrainParams:
+    """TRAIN for ``epochs`` epochs or, given ``steps``, by steps (checkpoints at those named)."""
+    if steps is None:
+        return dataclasses.replace(TRAIN, epochs=epochs)
+    marks = list(checkpoint_steps)
+    return dataclasses.replace(TRAIN, epochs=None, steps=steps, checkpoint_steps=marks)
+
+
+#: The kill/resume tests' schedules. The tiny world trains 92 rows at batch 16, 6 steps an
+#: epoch: by steps, checkpoint 1 falls at step 4 (mid epoch 1) and checkpoint 2 at step 9, its
+#: steps 5…9 running on into epoch 2's order.
+KILL_SCHEDULES: dict[str, dict[str, Any]] = {
+    "epochs": {"epochs": 2},
+    "steps": {"steps": 9, "checkpoint_steps": [4]},
+}
+
+
+def train(
+    base_dir: Path,
+    member_dir: Path,
+    *,
+    member: int = 0,
+    epochs: int = TRAIN.epochs,
+    steps: int | None = None,
+    checkpoint_steps=(),
+):
     """Train one member on a freshly loaded base, as the pipeline's finetune stage does."""
     from lorauq.model import load_base_model, load_tokenizer
     from lorauq.train import train_member
@@ -77,13 +102,20 @@ def train(base_dir: Path, member_dir: Path, *, member: int = 0, epochs: int = TR
         member=member,
         member_dir=member_dir,
         lora=LORA,
-        train=dataclasses.replace(TRAIN, epochs=epochs),
+        train=schedule(epochs, steps, checkpoint_steps),
         progress=False,
     )
 
 
 def train_joint(
-    base_dir: Path, root: Path, *, members: list[int], epochs: int = TRAIN.epochs, lora=LORA
+    base_dir: Path,
+    root: Path,
+    *,
+    members: list[int],
+    epochs: int = TRAIN.epochs,
+    lora=LORA,
+    steps: int | None = None,
+    checkpoint_steps=(),
 ):
     """Train ``members`` together (``root/member-m``) on one freshly loaded base."""
     from lorauq.joint import train_members
@@ -95,9 +127,33 @@ def train_joint(
         train_set(),
         {m: root / f"member-{m}" for m in members},
         lora=lora,
-        train=dataclasses.replace(TRAIN, epochs=epochs),
+        train=schedule(epochs, steps, checkpoint_steps),
         progress=False,
     )
+
+
+def stage_params(unit: str, ensemble: str, *, joint: bool = True) -> dict[str, Any]:
+    """A ``params.yaml`` mapping of one tiny-world profile ``p``: one ensemble, one stage of
+    ``unit``'s members, trained and evaluated jointly or in turn."""
+    profile = {
+        "members": [unit],
+        "ensembles": {ensemble: {}},
+        "base": {**dataclasses.asdict(BASE), "kind": "tiny"},
+        "data": {
+            "template": "paper",
+            "world": WORLD,
+            "train": {"source": "synthetic", "split": "train"},
+            "eval": {
+                "in_domain": {"source": "synthetic", "split": "in_domain"},
+                "unseen": {"source": "synthetic", "split": "unseen"},
+            },
+        },
+        "lora": dataclasses.asdict(LORA),
+        "train": {**dataclasses.asdict(TRAIN), "threads": 1, "joint": joint},
+        "infer": {**dataclasses.asdict(INFER), "threads": 1, "joint": joint},
+        "analysis": {"in_domain": "in_domain"},
+    }
+    return {"profile": "p", "ensembles": [ensemble], "members": [unit], "p": profile}
 
 
 def adapter_tensors(folder: Path) -> dict[str, torch.Tensor]:

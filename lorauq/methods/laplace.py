@@ -253,6 +253,7 @@ def laplace_samples(
         "prior_fitted_by": prior_precision if isinstance(prior_precision, str) else "given",
         "n_params": int(mean.numel()),
         "n_letters": len(train.letters),
+        "n_train_questions": len(train_frame),
     }
     if prior_precision == "validation":  # an edge of the grid: the optimum may lie beyond it
         edges = (10.0 ** PRIOR_GRID[0], 10.0 ** PRIOR_GRID[1])

@@ -77,12 +77,14 @@ class CheckpointsSettings:
     last: int = 3
 
     def check(self, params: Params, where: str, runs: bool) -> None:
-        """At least one checkpoint, and no more than the main ensemble trains epochs."""
+        """At least one checkpoint, and no more than the main ensemble saves."""
         _at_least_one(where, last=self.last)
-        epochs = params.ensemble(params.main_ensemble).train.epochs
-        if runs and self.last > epochs:
+        train = params.ensemble(params.main_ensemble).train
+        saved = train.checkpoint_count
+        if runs and self.last > saved:
+            kind = "epochs" if train.steps is None else "checkpoints"
             raise ConfigError(
-                f"{where}.last is {self.last}, more than the {epochs} epochs of the main "
+                f"{where}.last is {self.last}, more than the {saved} {kind} of the main "
                 f"ensemble {params.main_ensemble!r}"
             )
 
@@ -279,8 +281,7 @@ METHODS: dict[str, Method] = {
             # the curvature: K backward passes (one per letter) per training question,
             # against one forward and backward pass per question and epoch of fine-tuning
             cost=lambda params, fitted: {
-                "finetune_passes": 1
-                + fitted["n_letters"] / params.ensemble(params.main_ensemble).train.epochs,
+                "finetune_passes": 1 + fitted["n_letters"] / _passes_over_data(params, fitted),
                 "eval_passes": params.methods.laplace.samples,
             },
             one_run="one run: one posterior, around member 0",
@@ -300,6 +301,15 @@ METHODS: dict[str, Method] = {
         ),
     )
 }
+
+
+def _passes_over_data(params: Params, fitted: dict) -> float:
+    """How often fine-tuning saw each training question: ``train.epochs``, or, training by
+    steps, the steps' rows over the training set's (``n_train_questions`` of the fit)."""
+    train = params.ensemble(params.main_ensemble).train
+    if train.steps is None:
+        return float(train.epochs)
+    return train.steps * train.batch_size / fitted["n_train_questions"]
 
 
 def method(name: str) -> Method:

@@ -124,11 +124,12 @@ def _training_records(params: Params, layout: Layout) -> pd.DataFrame:
 
 
 def training_table(params: Params, layout: Layout = Layout()) -> pd.DataFrame:
-    """Per ensemble, member and epoch: training loss and the saved adapter's LoRA-L2 norm.
+    """Per ensemble, member and epoch (checkpoint): the optimiser step it was taken after,
+    training loss and the saved adapter's LoRA-L2 norm.
 
     Results only: the epoch's wall time is this machine's, so it goes to
     :func:`training_costs` and the table's hash depends on the experiment alone."""
-    columns = ["ensemble", "member", "epoch", "loss", "prior", "lora_l2", "tokens"]
+    columns = ["ensemble", "member", "epoch", "step", "loss", "prior", "lora_l2", "tokens"]
     return _training_records(params, layout).reindex(columns=columns)
 
 
