@@ -15,7 +15,7 @@ import tinyworld
 import torch
 
 from lorauq.checkpoints import STATE_FILE
-from lorauq.config import resolve_params
+from lorauq.config import TrainParams, resolve_params
 from lorauq.errors import ConfigError, StoreError
 from lorauq.methods.registry import IvonSettings
 from lorauq.schema import LOGIT_COLUMNS
@@ -25,7 +25,13 @@ from lorauq.store import normalize_logits_frame
 IVON = IvonSettings(ess=1e7, hess_init=3e-4, lr=0.03, weight_decay=1e-4, clip_radius=0.3)
 
 
-def _train(base: Path, folder: Path, epochs: int = 1, ivon: IvonSettings = IVON) -> list[dict]:
+def _train(
+    base: Path,
+    folder: Path,
+    epochs: int = 1,
+    ivon: IvonSettings = IVON,
+    train: TrainParams | None = None,
+) -> list[dict]:
     from lorauq.methods.ivon import train_ivon_member
     from lorauq.model import load_base_model, load_tokenizer
 
@@ -36,7 +42,7 @@ def _train(base: Path, folder: Path, epochs: int = 1, ivon: IvonSettings = IVON)
         member=0,
         member_dir=folder,
         lora=tinyworld.LORA,
-        train=dataclasses.replace(tinyworld.TRAIN, epochs=epochs),
+        train=train or dataclasses.replace(tinyworld.TRAIN, epochs=epochs),
         ivon=ivon,
         progress=False,
     )
@@ -149,6 +155,35 @@ def test_resumed_ivon_run_ends_where_an_uninterrupted_one_does(tiny_base, tmp_pa
     for key in ("hess", "momentum"):
         ga, gb = sa["optimizer"]["param_groups"][0], sb["optimizer"]["param_groups"][0]
         torch.testing.assert_close(ga[key], gb[key], rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_ivon_trains_by_steps_as_by_epochs_and_resumes_mid_epoch(tiny_base, tmp_path) -> None:
+    """``train.steps`` reaches IVON too: 12 steps with a checkpoint at 6 are the tiny world's two
+    epochs (6 steps each), bit for bit; a schedule whose checkpoint falls mid epoch (4 of 9)
+    resumes to the weights and posterior of an uninterrupted run."""
+    by_epochs, by_steps = tmp_path / "epochs", tmp_path / "steps"
+    _train(tiny_base, by_epochs, epochs=2)
+    logs = _train(tiny_base, by_steps, train=tinyworld.schedule(0, 12, [6]))
+    assert [log["step"] for log in logs] == [6, 12]
+    for k in (1, 2):
+        a = tinyworld.adapter_tensors(by_epochs / f"epoch-{k}")
+        b = tinyworld.adapter_tensors(by_steps / f"epoch-{k}")
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    mid = tinyworld.schedule(0, 9, [4])
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    _train(tiny_base, straight, train=mid)
+    _train(tiny_base, resumed, train=tinyworld.schedule(0, 4))
+    # the first run's one checkpoint (step 4) is the second schedule's checkpoint 1
+    _train(tiny_base, resumed, train=mid)
+    sa = torch.load(straight / "epoch-2" / STATE_FILE, weights_only=True)
+    sb = torch.load(resumed / "epoch-2" / STATE_FILE, weights_only=True)
+    assert sa["ivon_step"] == sb["ivon_step"] == 9
+    a = tinyworld.adapter_tensors(straight / "epoch-2")
+    b = tinyworld.adapter_tensors(resumed / "epoch-2")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
 
 
 @pytest.mark.slow

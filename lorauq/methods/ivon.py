@@ -43,7 +43,7 @@ import pandas as pd
 import torch
 
 from lorauq.atomic import remove_stale_temps
-from lorauq.batching import collate_left, last_position_logits, pad_multiple, training_batches
+from lorauq.batching import collate_left, last_position_logits, pad_multiple
 from lorauq.checkpoints import (
     epoch_dir,
     epoch_log,
@@ -63,8 +63,9 @@ from lorauq.methods.own_member import own_member
 from lorauq.methods.registry import IvonSettings
 from lorauq.progress import progress_bar
 from lorauq.readout import encode_eval_sets, evaluate_sets
+from lorauq.schedule import checkpoint_steps, step_batches, steps_per_epoch
 from lorauq.stages.methods import MethodOutput
-from lorauq.train import encode_training_set, epoch_generator, member_loss
+from lorauq.train import checkpoint_label, encode_training_set, epoch_generator, member_loss
 
 if TYPE_CHECKING:
     from ivon import IVON
@@ -146,16 +147,18 @@ def train_ivon_member(
     progress: bool = True,
     order_stream: int = 0,
 ) -> list[dict]:
-    """Train member ``member`` with IVON for ``train.epochs`` epochs into ``member_dir`` (one
-    checkpoint folder per epoch, the posterior in its optimiser state), resuming after the last
-    complete epoch; the same batches as the AdamW member of that seed and ``order_stream``."""
+    """Train member ``member`` with IVON for ``train.epochs`` epochs or ``train.steps`` steps
+    into ``member_dir`` (a checkpoint folder at each of :func:`lorauq.schedule.checkpoint_steps`,
+    the posterior in its optimiser state), resuming after the last complete one; the same
+    batches as the AdamW member of that seed and ``order_stream``."""
     member_dir = Path(member_dir)
     data = encode_training_set(tokenizer, train_frame, template, train.max_length)
     remove_stale_temps(member_dir)
     model = attach_lora(base_model, lora, seed=member)
     optimizer = ivon_optimizer(model, ivon)
     no_scaler = torch.amp.GradScaler(enabled=False)
-    done, logs = resume_point(member_dir, train.epochs)
+    marks = checkpoint_steps(steps_per_epoch(data.lengths, train), train)
+    done, logs = resume_point(member_dir, marks)
     last = done[-1] if done else 0
     if last:
         folder = epoch_dir(member_dir, last)
@@ -166,19 +169,22 @@ def train_ivon_member(
     multiple = pad_multiple(device)
     targets_all = torch.as_tensor(data.targets, dtype=torch.long)
     with float32_head(model):
-        for epoch in range(last + 1, train.epochs + 1):
+        for index in range(last + 1, len(marks) + 1):
             model.train()
-            order = training_batches(
-                data.lengths,
-                train.batch_size,
-                train.batching,
-                epoch_generator(member, epoch, order_stream),
+            first = marks[index - 2] + 1 if index > 1 else 1
+            order = list(
+                step_batches(
+                    data.lengths,
+                    train,
+                    lambda epoch: epoch_generator(member, epoch, order_stream),
+                    first,
+                    marks[index - 1],
+                )
             )
             losses, priors, tokens = [], [], 0
             start = time.perf_counter()
-            bar = progress_bar(
-                order, f"ivon member {member} epoch {epoch}/{train.epochs}", enabled=progress
-            )
+            label = checkpoint_label(train, index, marks)
+            bar = progress_bar(order, f"ivon member {member} {label}", enabled=progress)
             for batch in bar:
                 inputs = collate_left(
                     [data.sequences[i] for i in batch], tokenizer.pad_token_id, device, multiple
@@ -191,12 +197,13 @@ def train_ivon_member(
                 priors.append(prior.item())
                 tokens += int(inputs[1].sum())
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
-            log = epoch_log(member, epoch, losses, priors, tokens, time.perf_counter() - start)
+            elapsed = time.perf_counter() - start
+            log = epoch_log(member, index, losses, priors, tokens, elapsed, marks[index - 1])
             model.eval()
             cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-            state = training_state(optimizer, no_scaler, epoch, torch.get_rng_state(), cuda_rng)
+            state = training_state(optimizer, no_scaler, index, torch.get_rng_state(), cuda_rng)
             state[STEP_KEY] = optimizer.current_step
-            write_checkpoint(member_dir, epoch, peft_adapter(model), state, log)
+            write_checkpoint(member_dir, index, peft_adapter(model), state, log)
             logs.append(log)
     return logs
 
