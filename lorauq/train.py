@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +67,7 @@ __all__ = [
     "make_optimizer",
     "member_loss",
     "optimizer_step",
+    "run_schedule",
     "train_member",
     "train_step",
 ]
@@ -241,46 +242,79 @@ def train_member(
     last = done[-1] if done else 0
     if last:
         restore_checkpoint(model, optimizer, scaler, epoch_dir(member_dir, last))
-    device = next(model.parameters()).device
-    multiple = pad_multiple(device)
-    targets_all = torch.as_tensor(data.targets, dtype=torch.long)
     with float32_head(model):
         # A compiled view shares the peft model's parameters; checkpoints use the peft model.
         forward_model = torch.compile(model) if train.compile else model
-        for index in range(last + 1, len(marks) + 1):
-            model.train()
-            first = marks[index - 2] + 1 if index > 1 else 1
-            order = list(
-                step_batches(
-                    data.lengths,
-                    train,
-                    lambda epoch: epoch_generator(member, epoch, order_stream),
-                    first,
-                    marks[index - 1],
-                )
-            )
-            losses, priors, tokens = [], [], 0
-            start = time.perf_counter()  # tqdm's clock stands still when the bar is disabled
-            bar = progress_bar(
-                order, f"member {member} {checkpoint_label(train, index, marks)}", enabled=progress
-            )
-            for batch in bar:
-                inputs = collate_left(
-                    [data.sequences[i] for i in batch], tokenizer.pad_token_id, device, multiple
-                )
-                loss, prior = train_step(
-                    forward_model, optimizer, inputs, targets_all[batch].to(device), train, scaler
-                )
-                losses.append(loss.item())
-                priors.append(prior.item())
-                tokens += int(inputs[1].sum())
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
-            elapsed = time.perf_counter() - start
-            log = epoch_log(member, index, losses, priors, tokens, elapsed, marks[index - 1])
-            model.eval()
-            cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-            state = training_state(optimizer, scaler, index, torch.get_rng_state(), cuda_rng)
+        logs += run_schedule(
+            model,
+            tokenizer.pad_token_id,
+            data,
+            train,
+            marks,
+            last,
+            order=lambda epoch: epoch_generator(member, epoch, order_stream),
+            step=lambda inputs, targets: train_step(
+                forward_model, optimizer, inputs, targets, train, scaler
+            ),
+            state=lambda index: training_state(
+                optimizer, scaler, index, torch.get_rng_state(), _cuda_rng()
+            ),
+            member_dir=member_dir,
+            label=f"member {member}",
+            member=member,
+            progress=progress,
+        )
+    return logs
 
-            write_checkpoint(member_dir, index, peft_adapter(model), state, log)
-            logs.append(log)
+
+def _cuda_rng() -> list[torch.Tensor] | None:
+    return torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+
+
+def run_schedule(
+    model,
+    pad_id: int,
+    data: EncodedQuestions,
+    train: TrainParams,
+    marks: Sequence[int],
+    last: int,
+    *,
+    order: Callable[[int], torch.Generator],
+    step: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    state: Callable[[int], dict],
+    member_dir: Path,
+    label: str,
+    member: int,
+    progress: bool,
+) -> list[dict]:
+    """Train ``model`` from checkpoint ``last`` to each later one of ``marks`` (the steps
+    :func:`lorauq.schedule.checkpoint_steps` plans), one optimiser ``step`` per batch of the
+    seeded ``order``, and write each checkpoint with the training ``state`` it returns: the
+    one loop an AdamW member and an IVON member share (they differ in the step and the state).
+    """
+    device = next(model.parameters()).device
+    multiple = pad_multiple(device)
+    targets_all = torch.as_tensor(data.targets, dtype=torch.long)
+    logs = []
+    for index in range(last + 1, len(marks) + 1):
+        model.train()
+        first = marks[index - 2] + 1 if index > 1 else 1
+        batches = list(step_batches(data.lengths, train, order, first, marks[index - 1]))
+        losses, priors, tokens = [], [], 0
+        start = time.perf_counter()  # tqdm's clock stands still when the bar is disabled
+        bar = progress_bar(
+            batches, f"{label} {checkpoint_label(train, index, marks)}", enabled=progress
+        )
+        for batch in bar:
+            inputs = collate_left([data.sequences[i] for i in batch], pad_id, device, multiple)
+            loss, prior = step(inputs, targets_all[batch].to(device))
+            losses.append(loss.item())
+            priors.append(prior.item())
+            tokens += int(inputs[1].sum())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
+        elapsed = time.perf_counter() - start
+        log = epoch_log(member, index, losses, priors, tokens, elapsed, marks[index - 1])
+        model.eval()
+        write_checkpoint(member_dir, index, peft_adapter(model), state(index), log)
+        logs.append(log)
     return logs

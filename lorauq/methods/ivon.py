@@ -33,26 +33,21 @@ the unseen set (docs/params.md). The step cap lr · clip_radius (3e-5 there) wou
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 import torch
 
 from lorauq.atomic import remove_stale_temps
-from lorauq.batching import collate_left, last_position_logits, pad_multiple
+from lorauq.batching import last_position_logits
 from lorauq.checkpoints import (
     epoch_dir,
-    epoch_log,
-    peft_adapter,
     read_checkpoint,
     restore_checkpoint,
     resume_point,
     training_state,
-    write_checkpoint,
 )
 from lorauq.config import InferParams, LoraParams, Params, TrainParams
 from lorauq.errors import StoreError
@@ -61,11 +56,10 @@ from lorauq.layout import Layout
 from lorauq.lora import attach_lora, load_adapter, lora_pairs
 from lorauq.methods.own_member import own_member
 from lorauq.methods.registry import IvonSettings
-from lorauq.progress import progress_bar
 from lorauq.readout import encode_eval_sets, evaluate_sets
-from lorauq.schedule import checkpoint_steps, step_batches, steps_per_epoch
+from lorauq.schedule import checkpoint_steps, steps_per_epoch
 from lorauq.stages.methods import MethodOutput
-from lorauq.train import checkpoint_label, encode_training_set, epoch_generator, member_loss
+from lorauq.train import encode_training_set, epoch_generator, member_loss, run_schedule
 
 if TYPE_CHECKING:
     from ivon import IVON
@@ -164,47 +158,32 @@ def train_ivon_member(
         folder = epoch_dir(member_dir, last)
         restore_checkpoint(model, optimizer, no_scaler, folder)
         optimizer.current_step = int(read_checkpoint(folder)[1][STEP_KEY])
-    device = next(model.parameters()).device
-    _posterior_to(optimizer, device)
-    multiple = pad_multiple(device)
-    targets_all = torch.as_tensor(data.targets, dtype=torch.long)
+    _posterior_to(optimizer, next(model.parameters()).device)
+
+    def state(index: int) -> dict:
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        saved = training_state(optimizer, no_scaler, index, torch.get_rng_state(), cuda_rng)
+        saved[STEP_KEY] = optimizer.current_step  # IVON's bias correction reads it
+        return saved
+
     with float32_head(model):
-        for index in range(last + 1, len(marks) + 1):
-            model.train()
-            first = marks[index - 2] + 1 if index > 1 else 1
-            order = list(
-                step_batches(
-                    data.lengths,
-                    train,
-                    lambda epoch: epoch_generator(member, epoch, order_stream),
-                    first,
-                    marks[index - 1],
-                )
-            )
-            losses, priors, tokens = [], [], 0
-            start = time.perf_counter()
-            label = checkpoint_label(train, index, marks)
-            bar = progress_bar(order, f"ivon member {member} {label}", enabled=progress)
-            for batch in bar:
-                inputs = collate_left(
-                    [data.sequences[i] for i in batch], tokenizer.pad_token_id, device, multiple
-                )
-                targets = targets_all[batch].to(device)
-                loss, prior = _ivon_step(
-                    model, optimizer, inputs, targets, train, ivon.train_samples
-                )
-                losses.append(loss.item())
-                priors.append(prior.item())
-                tokens += int(inputs[1].sum())
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
-            elapsed = time.perf_counter() - start
-            log = epoch_log(member, index, losses, priors, tokens, elapsed, marks[index - 1])
-            model.eval()
-            cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-            state = training_state(optimizer, no_scaler, index, torch.get_rng_state(), cuda_rng)
-            state[STEP_KEY] = optimizer.current_step
-            write_checkpoint(member_dir, index, peft_adapter(model), state, log)
-            logs.append(log)
+        logs += run_schedule(
+            model,
+            tokenizer.pad_token_id,
+            data,
+            train,
+            marks,
+            last,
+            order=lambda epoch: epoch_generator(member, epoch, order_stream),
+            step=lambda inputs, targets: _ivon_step(
+                model, optimizer, inputs, targets, train, ivon.train_samples
+            ),
+            state=state,
+            member_dir=member_dir,
+            label=f"ivon member {member}",
+            member=member,
+            progress=progress,
+        )
     return logs
 
 
