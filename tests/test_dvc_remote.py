@@ -115,7 +115,7 @@ def test_a_member_alone_builds_only_its_chain(machines) -> None:
 @pytest.mark.slow
 def test_third_machine_restores_members_instead_of_running_them(machines) -> None:
     log = _log(machines, "c")
-    assert _stages(log, "Running stage") == {"figures", "methods"}, log  # the two reports
+    assert _stages(log, "Running stage") == {"figures", "methods", "protocol"}, log  # reports
     built = {f"{stage}@lora_l2-{m}" for stage in ("finetune", "infer") for m in (0, 1)}
     assert _stages(log, "is cached") >= built | {"prior"}
     a, b, c = machines["a"], machines["b"], machines["c"]
