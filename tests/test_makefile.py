@@ -11,13 +11,13 @@ Nothing is installed and no stage runs.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from workspace import without_outer_make
 
 from lorauq.compose import compose_params
 
@@ -95,8 +95,8 @@ def _make(project: Path, *args: str, torch: Path | None = None, **env: str):
     home.mkdir(exist_ok=True)
     base = {
         k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("HF_", "GIT_", "MAKE", "MFLAGS")) and k != "TORCH_INDEX"
+        for k, v in without_outer_make().items()
+        if not k.startswith(("HF_", "GIT_")) and k != "TORCH_INDEX"
     }
     base.update(
         HOME=str(home),
@@ -160,7 +160,11 @@ def test_repro_installs_the_cpu_torch_and_runs_the_default_offline(project: Path
 
 def test_torch_index_can_be_left_out(project: Path) -> None:
     done = subprocess.run(
-        ["make", "-n", "setup", "TORCH_INDEX="], cwd=project, capture_output=True, text=True
+        ["make", "-n", "setup", "TORCH_INDEX="],
+        cwd=project,
+        env=without_outer_make(),
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     (torch_line,) = [line for line in done.stdout.splitlines() if "torch==" in line]

@@ -187,7 +187,9 @@ def test_protocol_smallest_shape_writes_the_table(tmp_path):
         round(value["ensemble_m3", "accuracy"] * 24 / 100), abs=1e-3
     )
     logits = read_logits([layout.unit_logits("lora", unit) for unit in params.units])
-    final = logits[(logits["epoch"] == 1) & (logits["eval_set"] == "task")]
+    # 8 steps, a checkpoint at step 4: checkpoints 1 (step 4) and 2 (the last step, the final)
+    assert sorted(set(logits["epoch"])) == [1, 2]
+    final = logits[(logits["epoch"] == 2) & (logits["eval_set"] == "task")]
     assert final["member"].nunique() == 3 and final["id"].nunique() == 24
     assert value["ensemble_m3", "ece"] == pytest.approx(100 * _ece_15(final), abs=1e-3)
     assert (tmp_path / "reports" / "protocol" / "png" / "protocol.png").stat().st_size > 0

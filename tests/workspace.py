@@ -24,9 +24,23 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+#: What an outer ``make`` (``make test PYTEST_ARGS=…``, as CI runs it) hands down to every
+#: command below it: a ``make`` a test starts would inherit its variables.
+OUTER_MAKE = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKEFILES")
+
+
+def without_outer_make(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``environ`` (default: this process's) less what an outer ``make`` passed down, so a
+    ``make`` a test runs sees only the Makefile and its own arguments."""
+    source = os.environ if environ is None else environ
+    return {k: v for k, v in source.items() if k not in OUTER_MAKE}
+
+
 def env(clone: Path) -> dict[str, str]:
     """The environment of a command in ``clone``: offline, one thread, the clone's lorauq."""
-    variables = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "GIT_"))}
+    variables = {
+        k: v for k, v in without_outer_make().items() if not k.startswith(("DVC_", "GIT_"))
+    }
     variables.update(
         PATH=f"{BIN}{os.pathsep}{variables.get('PATH', '')}",
         PYTHONPATH=str(clone),  # the clone's lorauq, not an installed one
