@@ -673,6 +673,21 @@ def _(ctx: Ctx):
     params(**{"methods.ivon.beta1": -0.1})
 
 
+@case("param-method-runs", ConfigError, "tiny.methods.ivon.runs must be at least 1, got 0")
+def _(ctx: Ctx):
+    params(**{"methods.ivon.runs": 0})
+
+
+@case(
+    "param-laplace-runs-past-members",
+    ConfigError,
+    "tiny.methods.laplace.runs is 6, but run r fits around member r and the main ensemble "
+    "has no member [5]",
+)
+def _(ctx: Ctx):
+    params(**{"methods.laplace.runs": 6})
+
+
 @case("param-ivon-samples", ConfigError, "tiny.methods.ivon.samples must be at least 1, got 0")
 def _(ctx: Ctx):
     params(**{"methods.ivon.samples": 0})

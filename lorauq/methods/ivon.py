@@ -16,7 +16,8 @@ out every eval set with those weights: samples are members of the logits store, 
 dropout's passes.
 
 The method ``ivon`` (:func:`run`) trains that member from member 0's seed, as MC dropout
-does (``lorauq.methods.own_member``). Its record and settings (:class:`IvonSettings`, whose
+does (``lorauq.methods.own_member``), and with ``methods.ivon.runs`` > 1 one more from each
+next member's seed. Its record and settings (:class:`IvonSettings`, whose
 ``check`` is the only check of them): :data:`lorauq.methods.registry.METHODS`.
 
 The tiny world's defaults (``params.yaml``) differ from ivon-lora's (lr 0.03, clip radius
@@ -54,7 +55,7 @@ from lorauq.errors import StoreError
 from lorauq.float32_head import float32_head
 from lorauq.layout import Layout
 from lorauq.lora import attach_lora, load_adapter, lora_pairs
-from lorauq.methods.own_member import own_member
+from lorauq.methods.own_member import own_member_runs
 from lorauq.methods.registry import IvonSettings
 from lorauq.readout import encode_eval_sets, evaluate_sets
 from lorauq.schedule import checkpoint_steps, steps_per_epoch
@@ -259,13 +260,15 @@ def ivon_samples(
 
 def run(params: Params, layout: Layout, progress: bool = False) -> MethodOutput:
     """The method ``ivon``: member 0 of the main ensemble trained again (its seed, its
-    settings) with IVON instead of AdamW, then ``methods.ivon.samples`` weight draws."""
+    settings) with IVON instead of AdamW, then ``methods.ivon.samples`` weight draws; the same
+    from members 1 … runs − 1 as its other runs."""
     m = params.methods.ivon
-    table = own_member(
+    table, runs = own_member_runs(
         params,
         layout,
         "ivon",
+        m,
         functools.partial(train_ivon_member, ivon=m, progress=progress),
-        functools.partial(ivon_samples, samples=m.samples, seed=m.seed),
+        lambda seed: functools.partial(ivon_samples, samples=m.samples, seed=seed),
     )
-    return MethodOutput(table, {"ess": m.ess, "hess_init": m.hess_init})
+    return MethodOutput(table, {"ess": m.ess, "hess_init": m.hess_init}, runs=runs)

@@ -18,7 +18,7 @@ held-out training rows (``"validation"``: laplace-torch's grid search of the sam
 predictive's NLL). Why the default is validation: docs/methods.md.
 
 The method ``laplace`` (:func:`run`) fits it around member 0's final adapter of the main
-ensemble. Its record: :data:`lorauq.methods.registry.METHODS`.
+ensemble (and, with ``methods.laplace.runs`` > 1, around members 1 … runs − 1 too). Its record: :data:`lorauq.methods.registry.METHODS`.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from lorauq.config import InferParams, Params
 from lorauq.errors import ConfigError, DataError
 from lorauq.layout import Layout
 from lorauq.lora import load_adapter
+from lorauq.methods.registry import run_seed
 from lorauq.readout import EncodedEvalSet, encode_eval_set, encode_eval_sets, evaluate_sets
 from lorauq.schema import LOGIT_COLUMNS
 from lorauq.stages.methods import MethodOutput, final_adapter, member_logits
@@ -263,17 +264,41 @@ def laplace_samples(
 
 def run(params: Params, layout: Layout, progress: bool = False) -> MethodOutput:
     """The method ``laplace``: the posterior around member 0's final adapter, its samples
-    and (``methods.laplace.linearised``) the probit read-out, ``linearised``."""
+    and (``methods.laplace.linearised``) the probit read-out, ``linearised``; with
+    ``methods.laplace.runs`` > 1 the same around members 1 … runs − 1 as its other runs, each
+    drawing from its own seed (:func:`lorauq.methods.registry.run_seed`)."""
+    fits = {
+        member: _fit_run(params, layout, member) for member in range(params.methods.laplace.runs)
+    }
+    table, fitted, probit = fits.pop(0)
+    if fits:
+        priors = [fit[1]["prior_precision"] for fit in fits.values()]
+        fitted = {**fitted, "prior_precisions": [fitted["prior_precision"], *priors]}
+    return MethodOutput(
+        table,
+        fitted,
+        runs={member: fit[0] for member, fit in fits.items()},
+        readouts={} if probit is None else {"linearised": probit},
+        readout_runs={}
+        if probit is None
+        else {"linearised": {member: fit[2] for member, fit in fits.items()}},
+    )
+
+
+def _fit_run(
+    params: Params, layout: Layout, member: int
+) -> tuple[pd.DataFrame, dict, pd.DataFrame | None]:
+    """The run around ``member``'s final adapter: :func:`laplace_samples` with its seed."""
     from lorauq.methods import posthoc
     from lorauq.model import load_base
     from lorauq.questions import read_prepared
     from lorauq.stages.infer import eval_sets
 
     m = params.methods.laplace
-    adapter, final = final_adapter(params, layout)
+    adapter, final = final_adapter(params, layout, member)
     model, tokenizer = load_base(params.base, layout.base)
     held = layout.calibration_table
-    table, fitted, probit = laplace_samples(
+    return laplace_samples(
         model,
         tokenizer,
         adapter,
@@ -282,12 +307,13 @@ def run(params: Params, layout: Layout, progress: bool = False) -> MethodOutput:
         epoch=final,
         hessian=m.hessian,
         samples=m.samples,
-        seed=m.seed,
+        seed=run_seed(m.seed, member),
         prior_precision=m.prior_precision,
         validation_frame=read_prepared(held) if held.exists() else None,
-        member_table=posthoc.single(member_logits(params, layout)) if m.linearised else None,
+        member_table=posthoc.single(member_logits(params, layout, member), member)
+        if m.linearised
+        else None,
         template=params.data.template,
         infer=params.infer,
         stored_letters=params.data.stored_letters,
     )
-    return MethodOutput(table, fitted, readouts={} if probit is None else {"linearised": probit})

@@ -5,7 +5,8 @@ baseline); at evaluation the LoRA dropout of every adapted layer stays active an
 draws its masks from its own seed, so the T passes are T samples, the same on every rerun on
 one machine. With p = 0 every pass is the deterministic member.
 
-The method ``mc_dropout`` (:func:`run`) trains that member from member 0's seed. Its record:
+The method ``mc_dropout`` (:func:`run`) trains that member from member 0's seed (and, with
+``methods.mc_dropout.runs`` > 1, one more from each next member's seed). Its record:
 :data:`lorauq.methods.registry.METHODS`.
 """
 
@@ -22,7 +23,7 @@ from lorauq.config import InferParams, Params
 from lorauq.errors import StoreError
 from lorauq.layout import Layout
 from lorauq.lora import load_adapter
-from lorauq.methods.own_member import own_member
+from lorauq.methods.own_member import own_member_runs
 from lorauq.readout import encode_eval_sets, letter_table, tag_table
 from lorauq.stages.methods import MethodOutput
 
@@ -89,7 +90,8 @@ def dropout_samples(
 
 def run(params: Params, layout: Layout, progress: bool = False) -> MethodOutput:
     """The method ``mc_dropout``: member 0 of the main ensemble trained again (its seed, its
-    settings) with LoRA dropout ``methods.mc_dropout.dropout``, then its passes."""
+    settings) with LoRA dropout ``methods.mc_dropout.dropout``, then its passes; the same from
+    members 1 … runs − 1 as its other runs."""
     import dataclasses
 
     from lorauq.train import train_member
@@ -101,11 +103,14 @@ def run(params: Params, layout: Layout, progress: bool = False) -> MethodOutput:
             *args, lora=dataclasses.replace(lora, dropout=m.dropout), progress=progress, **kwargs
         )
 
-    table = own_member(
+    table, runs = own_member_runs(
         params,
         layout,
         "mc_dropout",
+        m,
         train_fn,
-        functools.partial(dropout_samples, dropout=m.dropout, passes=m.passes, seed=m.seed),
+        lambda seed: functools.partial(
+            dropout_samples, dropout=m.dropout, passes=m.passes, seed=seed
+        ),
     )
-    return MethodOutput(table, {"dropout": m.dropout})
+    return MethodOutput(table, {"dropout": m.dropout}, runs=runs)

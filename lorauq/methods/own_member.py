@@ -2,7 +2,10 @@
 
 MC dropout trains it with LoRA dropout, IVON with another optimiser; both train it into
 ``data/methods/<name>/member-0`` with the ensemble's batch order, then read out its final
-epoch. What differs is the training and the read-out, passed in; this module is the rest.
+epoch. With ``runs`` > 1 in their settings, run r trains member r's seed into
+``member-<r>`` the same way and reads it out with its own sampling seed
+(:func:`lorauq.methods.registry.run_seed`). What differs is the training and the read-out,
+passed in; this module is the rest.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import pandas as pd
 
 from lorauq.config import Params
 from lorauq.layout import Layout
+from lorauq.methods.registry import run_seed
 from lorauq.stages.methods import method_dir
 
-__all__ = ["own_member"]
+__all__ = ["own_member", "own_member_runs"]
 
 
 def own_member(
@@ -24,11 +28,12 @@ def own_member(
     name: str,
     train_fn: Callable[..., object],
     read_fn: Callable[..., pd.DataFrame],
+    member: int = 0,
 ) -> pd.DataFrame:
-    """Train member 0's seed with ``train_fn`` (``lorauq.train.train_member``'s arguments)
-    into ``data/methods/<name>/member-0``, resuming after its last complete epoch, then read
-    its final epoch out on every eval set with ``read_fn`` (the read-outs' arguments); each
-    on a fresh base, since peft wraps the one it trains on."""
+    """Train member ``member``'s seed with ``train_fn`` (``lorauq.train.train_member``'s
+    arguments) into ``data/methods/<name>/member-<member>``, resuming after its last complete
+    epoch, then read its final epoch out on every eval set with ``read_fn`` (the read-outs'
+    arguments); each on a fresh base, since peft wraps the one it trains on."""
     from lorauq.checkpoints import completed_epochs, epoch_dir
     from lorauq.model import load_base
     from lorauq.questions import read_prepared
@@ -36,13 +41,13 @@ def own_member(
     from lorauq.train import batch_order_stream
 
     spec = params.ensemble(params.main_ensemble)
-    folder = method_dir(layout, name) / "member-0"
+    folder = method_dir(layout, name) / f"member-{member}"
     model, tokenizer = load_base(params.base, layout.base)
     train_fn(
         model,
         tokenizer,
         read_prepared(layout.train_table),
-        member=0,
+        member=member,
         member_dir=folder,
         lora=spec.lora,
         train=spec.train,
@@ -61,3 +66,21 @@ def own_member(
         infer=params.infer,
         stored_letters=params.data.stored_letters,
     )
+
+
+def own_member_runs(
+    params: Params,
+    layout: Layout,
+    name: str,
+    settings: object,
+    train_fn: Callable[..., object],
+    read_fn: Callable[[int], Callable[..., pd.DataFrame]],
+) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
+    """``settings.runs`` runs of :func:`own_member`, run r from member r's seed and read out by
+    ``read_fn(seed)`` with the sampling seed :func:`lorauq.methods.registry.run_seed` gives it
+    from ``settings.seed``: run 0's samples, and the other runs' by member."""
+    tables = {
+        r: own_member(params, layout, name, train_fn, read_fn(run_seed(settings.seed, r)), r)
+        for r in range(settings.runs)
+    }
+    return tables.pop(0), tables

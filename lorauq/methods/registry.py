@@ -37,6 +37,7 @@ __all__ = [
     "NoSettings",
     "TemperatureSettings",
     "method",
+    "run_seed",
 ]
 
 
@@ -44,6 +45,12 @@ def _at_least_one(where: str, **counts: int) -> None:
     for key, value in counts.items():
         if value < 1:
             raise ConfigError(f"{where}.{key} must be at least 1, got {value}")
+
+
+def run_seed(seed: int, run: int) -> int:
+    """The sampling seed of run ``run`` (the one from member ``run``): ``seed`` for run 0, so
+    that one run draws what it always drew, and one apart per run after it."""
+    return seed + run
 
 
 @dataclass(frozen=True)
@@ -57,17 +64,19 @@ class NoSettings:
 @dataclass(frozen=True)
 class McDropoutSettings:
     """One member trained with LoRA dropout ``dropout``, read out with ``passes`` stochastic
-    passes whose masks come from ``seed`` (so a rerun writes the same samples)."""
+    passes whose masks come from ``seed`` (so a rerun writes the same samples); ``runs`` such
+    members, run r from member r's seed with masks from :func:`run_seed`."""
 
     dropout: float = 0.1
     passes: int = 10
     seed: int = 0
+    runs: int = 1
 
     def check(self, params: Params, where: str, runs: bool) -> None:
-        """The dropout probability is in [0, 1); at least one pass."""
+        """The dropout probability is in [0, 1); at least one pass and one run."""
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"{where}.dropout must be in [0, 1), got {self.dropout}")
-        _at_least_one(where, passes=self.passes)
+        _at_least_one(where, passes=self.passes, runs=self.runs)
 
 
 @dataclass(frozen=True)
@@ -107,17 +116,26 @@ class LaplaceSettings:
     """A Laplace posterior over member 0's LoRA weights: ``hessian`` structure, ``samples``
     weight draws from ``seed``; ``prior_precision`` a number, ``"validation"`` (chosen by the
     NLL of held-out training rows) or ``"marglik"`` (marginal likelihood); ``linearised``
-    also stores the probit read-out of the linearised predictive."""
+    also stores the probit read-out of the linearised predictive. ``runs`` posteriors, run r
+    around member r of the main ensemble, its draws from :func:`run_seed`."""
 
     hessian: Literal["diag", "kron"] = "diag"
     samples: int = 10
     seed: int = 0
     prior_precision: Literal["validation", "marglik"] | float = "validation"
     linearised: bool = True
+    runs: int = 1
 
     def check(self, params: Params, where: str, runs: bool) -> None:
-        """At least one draw; a positive prior precision; validation needs held-out rows."""
-        _at_least_one(where, samples=self.samples)
+        """At least one draw; a positive prior precision; validation needs held-out rows; a run
+        per member of the main ensemble at most (members 0 … runs − 1 must be in it)."""
+        _at_least_one(where, samples=self.samples, runs=self.runs)
+        missing = sorted(set(range(self.runs)) - set(params.members))
+        if runs and missing:
+            raise ConfigError(
+                f"{where}.runs is {self.runs}, but run r fits around member r and the main "
+                f"ensemble has no member {missing} (members {params.members})"
+            )
         prior = self.prior_precision
         if not isinstance(prior, str) and prior <= 0:
             raise ConfigError(
@@ -141,7 +159,8 @@ class IvonSettings:
     with ``beta1``; each step's move clipped to ``lr`` · ``clip_radius`` per weight). Read out
     with ``samples`` weight draws from ``seed``. ``ess`` is the data size the posterior's
     width assumes, not the training set's: larger narrows it (see lorauq/methods/ivon.py for
-    why the tiny world's defaults are what they are)."""
+    why the tiny world's defaults are what they are). ``runs`` such members, run r from
+    member r's seed, its draws from :func:`run_seed`."""
 
     ess: float = 1e7
     hess_init: float = 3e-4
@@ -153,12 +172,13 @@ class IvonSettings:
     train_samples: int = 1
     samples: int = 10
     seed: int = 0
+    runs: int = 1
 
     def check(self, params: Params, where: str, runs: bool) -> None:
         """IVON's ranges: the library refuses some of them deep inside a run, and a beta of 1
         (which it accepts) would freeze the momentum or the Hessian at their start. A float16
         base is refused: IVON collects the gradients before a loss scaler could unscale them."""
-        _at_least_one(where, samples=self.samples, train_samples=self.train_samples)
+        _at_least_one(where, samples=self.samples, train_samples=self.train_samples, runs=self.runs)
         positive = {
             "ess": self.ess,
             "hess_init": self.hess_init,
@@ -223,7 +243,7 @@ class Method:
 
 
 _ONE_MEMBER = "one member in the experiment"
-_OWN_MEMBER = "one run: it trains a member of its own (seed 0)"
+_OWN_MEMBER = "one run (runs: 1): it trains a member of its own (seed 0)"
 _INFERENCE = ("base", "data.template", "data.stored_letters", "infer")
 
 #: Every method, in the order of the methods table.
@@ -284,7 +304,7 @@ METHODS: dict[str, Method] = {
                 "finetune_passes": 1 + fitted["n_letters"] / _passes_over_data(params, fitted),
                 "eval_passes": params.methods.laplace.samples,
             },
-            one_run="one run: one posterior, around member 0",
+            one_run="one run (runs: 1): one posterior, around member 0",
         ),
         Method(
             "ivon",

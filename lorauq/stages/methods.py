@@ -7,7 +7,9 @@ The method is the record :func:`lorauq.methods.registry.method` finds by name; i
 runs from the other members, for a method that runs once per member; ``<read-out>.parquet``
 another read-out of the same run (Laplace's probit one, ``linearised.parquet``);
 ``info.json`` what the method fitted and what it cost (fine-tuning and evaluation passes
-relative to one member, the record's cost model); ``reports/costs/method-<name>.json`` the
+relative to one member, the record's cost model); ``runs/<read-out>/member-<m>.parquet`` that
+read-out of the run from member m, for a method with ``runs`` > 1 in its settings (run r from
+member r: its seed, or its adapter); ``reports/costs/method-<name>.json`` the
 stage's peak memory on this machine (a measurement, kept apart from the results). Every
 method starts from the main ensemble: member 0's adapter, its stored logits, or its seed.
 """
@@ -41,6 +43,7 @@ __all__ = [
     "method_dir",
     "peak_memory",
     "run",
+    "write_output",
 ]
 
 
@@ -48,12 +51,14 @@ __all__ = [
 class MethodOutput:
     """What a method's ``run`` returns: the samples of its run from member 0 (sample s as
     member s), what it fitted, its runs from the other members by member (methods that run
-    once per member) and other read-outs of the same run by name."""
+    once per member, or ``runs`` times), other read-outs of the same run by name, and those
+    read-outs of the other runs (read-out → member → rows)."""
 
     samples: pd.DataFrame
     fitted: dict = field(default_factory=dict)
     runs: dict[int, pd.DataFrame] = field(default_factory=dict)
     readouts: dict[str, pd.DataFrame] = field(default_factory=dict)
+    readout_runs: dict[str, dict[int, pd.DataFrame]] = field(default_factory=dict)
 
 
 def method_dir(layout: Layout, name: str) -> Path:
@@ -120,19 +125,34 @@ def run(params: Params, name: str, layout: Layout = Layout(), progress: bool = T
     member_unit(params, 0)  # every method starts from member 0
     set_threads(params.infer.threads)
     out = record.run(params, layout, progress)
-    if record.per_member and sorted(out.runs) != sorted(m for m in params.members if m != 0):
-        raise StoreError(
-            f"method {name!r} runs once per member but returned runs for {sorted(out.runs)}"
-        )
+    samples = write_output(params, name, out, layout)
+    write_text_atomic(cost_file(layout, name), json.dumps(peak_memory(), indent=1) + "\n")
+    return samples
+
+
+def write_output(params: Params, name: str, out: MethodOutput, layout: Layout) -> Path:
+    """Write what method ``name`` returned into ``data/methods/<name>/``, the samples last;
+    their path. Its runs must be the ones its record and settings ask for: one per other
+    member of the main ensemble, or members 1 … ``runs`` − 1."""
+    record = method(name)
+    if record.per_member:
+        expected, why = sorted(m for m in params.members if m != 0), "once per member"
+    else:
+        runs = getattr(getattr(params.methods, name), "runs", 1)
+        expected, why = list(range(1, runs)), f"{runs} times (runs: {runs})"
+    if sorted(out.runs) != expected:
+        raise StoreError(f"method {name!r} runs {why} but returned runs for {sorted(out.runs)}")
     folder = method_dir(layout, name)
     folder.mkdir(parents=True, exist_ok=True)
     for read_out, rows in out.readouts.items():
         write_logits(rows, folder / f"{read_out}.parquet")
     for member, rows in out.runs.items():
         write_logits(rows, folder / "runs" / f"member-{member}.parquet")
+    for read_out, by_member in out.readout_runs.items():
+        for member, rows in by_member.items():
+            write_logits(rows, folder / "runs" / read_out / f"member-{member}.parquet")
     info = {**record.cost(params, out.fitted), **out.fitted, "runs": 1 + len(out.runs)}
     write_text_atomic(folder / "info.json", json.dumps(info, indent=1, sort_keys=True) + "\n")
-    write_text_atomic(cost_file(layout, name), json.dumps(peak_memory(), indent=1) + "\n")
     return write_logits(out.samples, folder / "samples.parquet")
 
 

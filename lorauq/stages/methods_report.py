@@ -4,7 +4,8 @@ The LoRA ensemble (the main ensemble, every member, final epoch) is always the f
 then the ensemble and its single members at their lowest in-domain NLL epoch; each method of
 ``methods.run`` follows, in its order, from its ``data/methods/<name>/`` samples (its record in
 :mod:`lorauq.methods.registry` says why it has one run where it has one) (and its other runs,
-``runs/member-<m>.parquet``; Laplace's linearised read-out, ``linearised.parquet``).
+``runs/member-<m>.parquet``; Laplace's linearised read-out, ``linearised.parquet``, and its
+other runs', ``runs/linearised/member-<m>.parquet``).
 """
 
 from __future__ import annotations
@@ -37,9 +38,11 @@ def _at_final(table: pd.DataFrame) -> pd.DataFrame:
     return table[table["epoch"] == table["epoch"].max()]
 
 
-def _method_runs(folder) -> list[pd.DataFrame]:
-    runs = sorted((folder / "runs").glob("member-*.parquet"), key=lambda p: int(p.stem[7:]))
-    return [read_logits(folder / "samples.parquet"), *map(read_logits, runs)]
+def _method_runs(folder, read_out: str = "samples") -> list[pd.DataFrame]:
+    """A read-out's run from member 0, then its runs from the other members in their order."""
+    others = folder / "runs" if read_out == "samples" else folder / "runs" / read_out
+    runs = sorted(others.glob("member-*.parquet"), key=lambda p: int(p.stem[7:]))
+    return [read_logits(folder / f"{read_out}.parquet"), *map(read_logits, runs)]
 
 
 def collect(params: Params, layout: Layout) -> dict[str, MethodRuns]:
@@ -68,7 +71,7 @@ def collect(params: Params, layout: Layout) -> dict[str, MethodRuns]:
         found[name] = MethodRuns(_method_runs(folder), info, method(name).one_run)
         if (folder / "linearised.parquet").exists():
             found[f"{name}_linearised"] = MethodRuns(
-                [read_logits(folder / "linearised.parquet")],
+                _method_runs(folder, "linearised"),
                 {**info, "eval_passes": "1 + a Jacobian per question (K backward passes)"},
                 method(name).one_run,
                 one_sample="one distribution (the probit read-out): no samples, no MI",
