@@ -60,6 +60,54 @@ def test_ood_route_composes_the_protocol_s_eval_sets(tmp_path: Path) -> None:
         assert spec.revision == PINNED_REVISIONS[repo] and spec.path is None
 
 
+def test_rows_carry_the_std_over_runs_and_the_ood_sets_aurocs() -> None:
+    """A method of two runs on the task and one OOD set, straight from methods-table cells:
+    std in the value's unit, AUROCs as fractions, text cells (the task's own AUROC, a
+    one-run std) left out or empty; the comparison carries our std beside theirs."""
+    from lorauq.methods.report import IN_DOMAIN
+    from lorauq.protocol import protocol_comparison, protocol_rows
+    from lorauq.protocol_reference import read_protocol_reference
+
+    one_run = "one run (runs: 1): it trains a member of its own (seed 0)"
+    methods = pd.DataFrame(
+        [
+            {"method": "mc_dropout", "eval_set": "task", "accuracy": 0.7, "accuracy_std": 0.02,
+             "ece": 0.1, "ece_std": 0.01, "nll": 0.8, "nll_std": 0.05,
+             "auroc_mi": IN_DOMAIN, "auroc_mi_std": IN_DOMAIN, "auroc_entropy": IN_DOMAIN,
+             "auroc_entropy_std": IN_DOMAIN},
+            {"method": "mc_dropout", "eval_set": "arc_easy", "accuracy": 0.4,
+             "accuracy_std": 0.03, "ece": 0.2, "ece_std": 0.04, "nll": 1.3, "nll_std": 0.1,
+             "auroc_mi": 0.81, "auroc_mi_std": 0.02, "auroc_entropy": 0.7,
+             "auroc_entropy_std": 0.05},
+            {"method": "ensemble_m3", "eval_set": "arc_easy", "accuracy": 0.5,
+             "accuracy_std": one_run, "ece": 0.1, "ece_std": one_run, "nll": 1.0,
+             "nll_std": one_run, "auroc_mi": 0.9, "auroc_mi_std": one_run,
+             "auroc_entropy": 0.8, "auroc_entropy_std": one_run},
+        ]
+    )  # fmt: skip
+    table = protocol_rows(methods, "openbookqa", {"task": "openbookqa"})
+    got = {(r.eval_set, r.method, r.metric): (r.value, r.std, r.unit) for r in table.itertuples()}
+    assert got["openbookqa", "mc_dropout", "accuracy"] == pytest.approx((70.0, 2.0, "percent"))
+    assert got["openbookqa", "mc_dropout", "nll"] == pytest.approx((0.8, 0.05, "nats"))
+    assert ("openbookqa", "mc_dropout", "auroc_mi") not in got
+    assert got["arc_easy", "mc_dropout", "ece"] == pytest.approx((20.0, 4.0, "percent"))
+    assert got["arc_easy", "mc_dropout", "auroc_mi"] == pytest.approx((0.81, 0.02, "fraction"))
+    assert got["arc_easy", "mc_dropout", "auroc_entropy"] == pytest.approx((0.7, 0.05, "fraction"))
+    value, std, unit = got["arc_easy", "ensemble_m3", "auroc_mi"]
+    assert (value, unit) == (pytest.approx(0.9), "fraction") and np.isnan(std)
+    assert len(got) == 3 + 5 + 5
+
+    published = read_protocol_reference(REFERENCE)
+    row = pd.DataFrame(
+        [{"train_task": "openbookqa", "eval_set": "arc_easy", "method": "mc_dropout",
+          "metric": "ece", "unit": "percent", "value": 21.0, "std": 1.0, "paper": "p",
+          "table": "t", "note": "n"}]
+    )  # fmt: skip
+    both = protocol_comparison(table, pd.concat([published, row], ignore_index=True))
+    last = both.iloc[-1]
+    assert (last["ours"], last["ours_std"], last["theirs_std"]) == pytest.approx((20.0, 4.0, 1.0))
+
+
 def _ood_params() -> dict:
     """The documented route shrunk to run offline: the fixtures' and shipped rows in place of
     the hub, SmolLM2 in place of Llama-2-7B, two members for 2 steps, no rival methods."""
