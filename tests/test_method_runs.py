@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from known_logits import MEMBERS, build_logits
+from letter_maths import member_probs
 
 from lorauq.config import load_params
 from lorauq.layout import Layout
 from lorauq.methods import mc_dropout, own_member
 from lorauq.methods.report import methods_table
-from lorauq.schema import LOGIT_COLUMNS
 from lorauq.stages import methods
 from lorauq.stages.methods_report import collect
 from lorauq.store import write_logits
@@ -30,15 +30,9 @@ def _numpy_metrics(samples: pd.DataFrame) -> dict[str, dict[str, float]]:
     letters, from the stored logits with numpy alone."""
     out = {}
     for eval_set, rows in samples.groupby("eval_set"):
-        mean = {}
-        for (_, qid), row in rows.groupby(["member", "id"]):
-            z = row[LOGIT_COLUMNS].to_numpy(dtype=float)[0]
-            z = z[~np.isnan(z)]
-            p = np.exp(z - z.max())
-            mean.setdefault(qid, []).append(p / p.sum())
-        answers = rows.groupby("id")["answer"].first()
-        labelled = [q for q in mean if answers[q] >= 0]
-        p_bar = {q: np.mean(mean[q], axis=0) for q in labelled}
+        probs, answers = member_probs(rows)
+        labelled = [q for q in probs if answers[q] >= 0]
+        p_bar = {q: probs[q].mean(axis=0) for q in labelled}
         out[eval_set] = {
             "accuracy": float(np.mean([p_bar[q].argmax() == answers[q] for q in labelled])),
             "nll": float(np.mean([-np.log(p_bar[q][answers[q]]) for q in labelled])),

@@ -11,6 +11,7 @@ import docscan
 import numpy as np
 import pandas as pd
 import pytest
+from letter_maths import member_probs
 
 from lorauq.compose import compose_params
 from lorauq.config import load_params
@@ -153,13 +154,8 @@ def _auroc(inside: np.ndarray, outside: np.ndarray) -> float:
 def _mutual_information(logits: pd.DataFrame) -> np.ndarray:
     """Per question (sorted by id), H(mean p) − mean H(p) of the members' softmax over its
     own letters, from the stored logits with numpy alone."""
-    letters = [c for c in logits.columns if c.startswith("logit_")]
     out = []
-    for _, rows in logits.groupby("id"):
-        z = rows[letters].to_numpy(dtype=float)
-        z = z[:, ~np.isnan(z[0])]
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
+    for p in member_probs(logits)[0].values():
         mean = p.mean(axis=0)
         out.append(-(mean * np.log(mean)).sum() + (p * np.log(p)).sum(axis=1).mean())
     return np.array(out)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from letter_maths import member_probs
 
 from lorauq.config import load_params
 from lorauq.protocol import (
@@ -133,16 +134,8 @@ SMALLEST = {
 
 def _mean_probs(logits: pd.DataFrame) -> tuple[dict[str, np.ndarray], pd.Series]:
     """Per question, the members' mean softmax over its own letters, and the answers."""
-    letters = [c for c in logits.columns if c.startswith("logit_")]
-    mean = {}
-    for (_, qid), rows in logits.groupby(["member", "id"]):
-        z = rows[letters].to_numpy(dtype=float)[0]
-        z = z[~np.isnan(z)]
-        p = np.exp(z - z.max())
-        mean.setdefault(qid, []).append(p / p.sum())
-    return {q: np.mean(ps, axis=0) for q, ps in mean.items()}, logits.groupby("id")[
-        "answer"
-    ].first()
+    probs, answers = member_probs(logits)
+    return {q: p.mean(axis=0) for q, p in probs.items()}, answers
 
 
 def _ece_15(logits: pd.DataFrame) -> float:
