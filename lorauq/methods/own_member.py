@@ -16,7 +16,7 @@ import pandas as pd
 
 from lorauq.config import Params
 from lorauq.layout import Layout
-from lorauq.methods.registry import run_seed
+from lorauq.methods.registry import IvonSettings, McDropoutSettings, run_seed
 from lorauq.stages.methods import method_dir
 
 __all__ = ["own_member", "own_member_runs"]
@@ -72,7 +72,7 @@ def own_member_runs(
     params: Params,
     layout: Layout,
     name: str,
-    settings: object,
+    settings: McDropoutSettings | IvonSettings,
     train_fn: Callable[..., object],
     read_fn: Callable[[int], Callable[..., pd.DataFrame]],
 ) -> tuple[pd.DataFrame, dict[int, pd.DataFrame]]:
