@@ -107,3 +107,51 @@ def test_a_method_that_returns_other_runs_than_its_settings_ask_is_refused(tmp_p
     with pytest.raises(StoreError, match=r"'ivon' runs 3 times \(runs: 3\) but returned runs"):
         methods.write_output(params, "ivon", MethodOutput(one, runs={1: one}), Layout(tmp_path))
     assert not (tmp_path / "data" / "methods" / "ivon").exists()
+
+
+def test_laplace_run_r_fits_around_member_r_with_its_own_seed(tmp_path, monkeypatch):
+    """Without a model: run r's posterior is fitted around member r's final adapter, draws
+    from seed + r, and its probit read-out is of member r's own logits; both read-outs come
+    back by member, and the info lists every run's prior precision."""
+    import lorauq.model
+    import lorauq.questions
+    import lorauq.stages.infer
+    from lorauq.methods import laplace
+
+    params = load_params(
+        ROOT / "params.yaml",
+        {"members": list(MEMBERS), "methods.run": ["laplace"], "methods.laplace.runs": 3},
+    )
+    table = build_logits()
+    final = table[table["epoch"] == table["epoch"].max()]
+    calls = []
+
+    def fit(model, tokenizer, adapter, train, evals, *, seed, member_table, **settings):
+        """laplace_samples' answer: the member's own rows as the samples, noting its inputs."""
+        member = int(str(adapter).rsplit("-", 1)[1])
+        own = final[final["member"] == member].sort_values(["eval_set", "id"])["logit_a"]
+        probit_of = member_table.sort_values(["eval_set", "id"])["logit_a"]
+        calls.append(
+            (member, seed, set(member_table["member"]), probit_of.tolist() == own.tolist())
+        )
+        rows = final[final["member"] == member].assign(member=0)
+        return rows, {"prior_precision": 10.0 + member}, rows.assign(logit_a=rows["logit_a"] - 1)
+
+    monkeypatch.setattr(laplace, "laplace_samples", fit)
+    monkeypatch.setattr(laplace, "final_adapter", lambda p, lay, m: (tmp_path / f"adapter-{m}", 2))
+    monkeypatch.setattr(laplace, "member_logits", lambda p, lay, m: table[table["member"] == m])
+    monkeypatch.setattr(lorauq.model, "load_base", lambda base, path: (None, None))
+    monkeypatch.setattr(lorauq.questions, "read_prepared", lambda path: None)
+    monkeypatch.setattr(lorauq.stages.infer, "eval_sets", lambda params, layout: {})
+
+    out = laplace.run(params, Layout(tmp_path))
+    seed = params.methods.laplace.seed
+    assert calls == [(r, seed + r, {0}, True) for r in range(3)]
+    assert sorted(out.runs) == sorted(out.readout_runs["linearised"]) == [1, 2]
+    assert out.fitted["prior_precision"] == 10.0
+    assert out.fitted["prior_precisions"] == [10.0, 11.0, 12.0]
+    for member, rows in out.runs.items():
+        expected = final[final["member"] == member]["logit_a"].to_numpy()
+        np.testing.assert_array_equal(rows["logit_a"].to_numpy(), expected)
+        linearised = out.readout_runs["linearised"][member]["logit_a"].to_numpy()
+        np.testing.assert_array_equal(linearised, expected - 1)
