@@ -15,7 +15,8 @@ from tinyworld import ROOT, WORLD
 
 from lorauq.config import resolve_params
 from lorauq.layout import Layout
-from lorauq.methods.report import BEST, FINAL, IN_DOMAIN, ONE_SAMPLE
+from lorauq.methods.registry import FINAL
+from lorauq.methods.report import BEST, IN_DOMAIN, ONE_SAMPLE
 from lorauq.schema import LOGIT_COLUMNS
 from lorauq.store import read_logits
 
