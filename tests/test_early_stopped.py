@@ -93,3 +93,46 @@ def test_it_needs_held_out_rows_only_when_it_runs():
     load_params(path, {"data.calibration_fraction": 0.0, "methods.run": []})
     with pytest.raises(ConfigError, match="'early_stopped', which chooses each member's"):
         load_params(path, {"data.calibration_fraction": 0.0, "methods.run": ["early_stopped"]})
+
+
+def test_its_run_is_the_members_stored_logits_at_their_own_checkpoints(monkeypatch):
+    """Five members, three checkpoints, each member's held-out rows best at another one: the
+    samples are each member's stored logits at its own checkpoint, all labelled with the final
+    checkpoint, and ``fitted`` says which and at what step."""
+    from lorauq.methods import early_stopped
+
+    params = load_params(
+        ROOT / "params.yaml", {"data.calibration_fraction": 0.1, "methods.run": ["early_stopped"]}
+    )
+    assert params.members == [0, 1, 2, 3, 4]
+    best = {0: 1, 1: 2, 2: 3, 3: 2, 4: 1}
+    stored = []
+    for m in params.members:
+        for e in (1, 2, 3):
+            rows = _rows(m, e, GOOD[:3]).assign(eval_set="in_domain", logsumexp_vocab=9.0)
+            rows["logit_a"] = 10.0 * m + e  # which member and checkpoint, readable back
+            stored.append(rows)
+    stored = pd.concat(stored, ignore_index=True)
+    held = pd.concat(
+        [_rows(m, e, GOOD if e == best[m] else FLAT) for m in best for e in (1, 2, 3)],
+        ignore_index=True,
+    )
+    folders = {m: {e: Path(f"member-{m}") / f"epoch-{e}" for e in (1, 2, 3)} for m in best}
+    monkeypatch.setattr(early_stopped, "main_logits", lambda params, layout: stored)
+    monkeypatch.setattr(early_stopped, "member_checkpoints", lambda p, layout, m: folders[m])
+    monkeypatch.setattr(early_stopped, "held_out_logits", lambda *args: held)
+    # the checkpoint's training log: checkpoint k at step 100·k
+    monkeypatch.setattr(
+        early_stopped, "training_record", lambda folder: {"step": 100 * int(folder.name[6:])}
+    )
+    out = early_stopped.run(params, layout=None)
+    samples = out.samples
+    assert set(samples["epoch"]) == {3} and sorted(set(samples["member"])) == [0, 1, 2, 3, 4]
+    for m, e in best.items():
+        got = samples[samples["member"] == m]
+        assert len(got) == 3 and set(got["logit_a"]) == {10.0 * m + e}
+    assert out.fitted["chosen_epoch"] == [1, 2, 3, 2, 1]
+    assert out.fitted["chosen_step"] == [100, 200, 300, 200, 100]
+    assert out.fitted["checkpoint_count"] == 3 and out.fitted["calibration_rows"] == 3
+    assert out.fitted["held_out_nll"][0] == pytest.approx([_nll(GOOD), _nll(FLAT), _nll(FLAT)])
+    assert out.runs == {}
