@@ -449,7 +449,7 @@ class Session:
             f"profile: {p.profile}; base {base}, {p.base.dtype}, quantization "
             f"{p.base.quantization}",
             f"ensemble {self.main}: members {p.members} (M = {len(p.members)}) in stage(s) "
-            f"{p.units}, epochs: {p.ensemble(self.main).train.epochs}; Fig B against "
+            f"{p.units}, training: {p.ensemble(self.main).train.length}; Fig B against "
             f"{p.analysis.reference}",
             f"methods beside it: {p.methods.run or 'none'}",
             f"results kept in: {s.save}" + (" (Google Drive)" if s.on_colab else ""),

@@ -172,6 +172,16 @@ class TrainParams:
             return self.epochs or 0
         return len(set(self.checkpoint_steps) | {self.steps})
 
+    @property
+    def length(self) -> str:
+        """How long a member trains, in the unit the section counts in (for people: a run's
+        summary): ``3 epochs``, or ``5000 steps, checkpoints at 2500 and 5000``."""
+        if self.steps is None:
+            return f"{self.epochs} epoch{'' if self.epochs == 1 else 's'}"
+        at = [str(s) for s in sorted(set(self.checkpoint_steps) | {self.steps})]
+        listed = " and ".join([", ".join(at[:-1]), at[-1]] if len(at) > 1 else at)
+        return f"{self.steps} steps, checkpoint{'s' if len(at) > 1 else ''} at {listed}"
+
 
 @dataclass(frozen=True)
 class InferParams:

@@ -41,6 +41,7 @@ import gpu_results as results  # noqa: E402
 from lorauq import colab  # noqa: E402
 from lorauq.atomic import write_text_atomic  # noqa: E402
 from lorauq.config import Params, load_params, unit_members  # noqa: E402
+from lorauq.marked import replace_marked  # noqa: E402
 
 GPU_DOC = Path("docs/gpu.md")
 README = Path("README.md")
@@ -594,11 +595,7 @@ def markers(name: str) -> tuple[str, str]:
 def replace_block(text: str, name: str, body: str, where: Path) -> str:
     """``text`` with the block ``name`` (its markers kept) holding ``body``."""
     start, end = markers(name)
-    if text.count(start) != 1 or text.count(end) != 1:
-        raise SystemExit(f"{where}: expected exactly one {start!r} … {end!r} block")
-    head, rest = text.split(start)
-    _old, tail = rest.split(end)
-    return f"{head}{start}\n{body}\n{end}{tail}"
+    return replace_marked(text, start, end, f"{start}\n{body}\n{end}", str(where))
 
 
 def replace_path_row(text: str, cell: str, where: Path) -> str:

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lorauq.atomic import atomic_path, write_text_atomic  # noqa: E402
+from lorauq.marked import replace_marked  # noqa: E402
 
 START = "<!-- results:start (written by `make readme`; edit scripts/readme_results.py) -->"
 END = "<!-- results:end -->"
@@ -182,11 +183,7 @@ def render_block(root: Path, source: dict) -> str:
 
 def replace_block(readme: str, block: str) -> str:
     """``readme`` with the text between the markers (markers included) replaced by ``block``."""
-    if readme.count(START) != 1 or readme.count(END) != 1:
-        raise SystemExit(f"README.md: expected exactly one {START!r} … {END!r} block")
-    head, rest = readme.split(START)
-    _old, tail = rest.split(END)
-    return head + block + tail
+    return replace_marked(readme, START, END, block, "README.md")
 
 
 def main(root: Path = ROOT) -> None:

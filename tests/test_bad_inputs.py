@@ -726,6 +726,26 @@ def _(ctx: Ctx):
 
 
 @case(
+    "temperature-without-held-out-rows",
+    ConfigError,
+    "tiny.data.calibration_fraction is 0 but methods.run has 'temperature', which fits on the "
+    "held-out training rows",
+)
+def _(ctx: Ctx):
+    params(**{"data.calibration_fraction": 0.0, "methods.run": ["temperature"]})
+
+
+@case(
+    "early-stopped-without-held-out-rows",
+    ConfigError,
+    "tiny.data.calibration_fraction is 0 but methods.run has 'early_stopped', which chooses "
+    "each member's checkpoint on the held-out training rows",
+)
+def _(ctx: Ctx):
+    params(**{"data.calibration_fraction": 0.0, "methods.run": ["early_stopped"]})
+
+
+@case(
     "methods-without-main-ensemble",
     ConfigError,
     "tiny.methods.run ['single']: set tiny.analysis.main, the ensemble the methods start from",

@@ -170,6 +170,8 @@ def test_the_settings_cell_sees_the_run_through_session(tmp_path, monkeypatch):
     assert s.stages("finetune") == ["finetune@lora_l2-0"]
     assert s.check_command == "python scripts/gpu_check.py --cpu-tiny"
     assert "dvc exp run -S profile=smol -S 'smol.members=[0]'" in s.describe()
+    epochs = s.params.ensemble(s.main).train.epochs
+    assert f"training: {epochs} epoch" in s.describe()
     assert s.figures() == {
         "fig_a_metrics_over_epochs": None,
         "fig_b_agreement": None,

@@ -15,7 +15,8 @@ from tinyworld import ROOT, WORLD
 
 from lorauq.config import resolve_params
 from lorauq.layout import Layout
-from lorauq.methods.report import BEST, FINAL, IN_DOMAIN, ONE_SAMPLE
+from lorauq.methods.registry import FINAL
+from lorauq.methods.report import BEST, IN_DOMAIN, ONE_SAMPLE
 from lorauq.schema import LOGIT_COLUMNS
 from lorauq.store import read_logits
 
@@ -41,8 +42,10 @@ SMALL = {
     "methods.laplace.samples": 2,
     "methods.ivon.samples": 2,
     "methods.ivon.train_samples": 2,
-    "methods.run": ["single", "mc_dropout", "checkpoints", "temperature", "laplace", "ivon"],
-}
+    "methods.run": [
+        "single", "mc_dropout", "checkpoints", "temperature", "laplace", "ivon", "early_stopped"
+    ],
+}  # fmt: skip
 
 
 def _accuracy(rows: pd.DataFrame) -> float:
@@ -84,6 +87,7 @@ def test_every_method_writes_samples_and_the_report_compares_them(tmp_path: Path
         "mc_dropout": 2,
         "laplace": 2,
         "ivon": 2,
+        "early_stopped": 2,
     }
     assert {n: t["member"].nunique() for n, t in samples.items()} == expected
     assert all(set(t["epoch"]) == {2} for t in samples.values())
@@ -101,8 +105,9 @@ def test_every_method_writes_samples_and_the_report_compares_them(tmp_path: Path
         *params.methods.run[:5],
         "laplace_linearised",
         "ivon",
+        "early_stopped",
     ]
-    assert len(table) == 10 * 2
+    assert len(table) == 11 * 2
     row = table.set_index(["method", "eval_set"])
     assert row.loc[("temperature", "unseen"), "auroc_mi"] == ONE_SAMPLE
     assert row.loc[("laplace", "in_domain"), "auroc_entropy"] == IN_DOMAIN
@@ -129,6 +134,12 @@ def test_every_method_writes_samples_and_the_report_compares_them(tmp_path: Path
     assert sorted(p.name for p in ivon_epochs.iterdir()) == ["epoch-1", "epoch-2"]
     assert row.loc[("lora_ensemble", "unseen"), "selected_by"] == FINAL
     assert row.loc[("single@best", "unseen"), "selected_by"] == BEST
+    # early_stopped: both members, each at its checkpoint of lowest held-out NLL
+    early = row.loc[("early_stopped", "unseen")]
+    assert early["selected_by"] == "lowest held-out NLL, per member"
+    assert (int(early["finetune_passes"]), int(early["eval_passes"])) == (2, 2 * 2 + 2)
+    info = json.loads((tmp_path / "data/methods/early_stopped/info.json").read_text())
+    assert set(info["chosen_epoch"]) <= {1, 2} and len(info["held_out_nll"]) == 2
     for name in params.methods.run:
         info = json.loads((tmp_path / "data" / "methods" / name / "info.json").read_text())
         assert "peak_rss_mib" not in info, name  # a measurement: kept apart from results

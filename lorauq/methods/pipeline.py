@@ -23,6 +23,7 @@ from pathlib import Path
 from lorauq.atomic import write_text_atomic
 from lorauq.errors import ConfigError
 from lorauq.imports import ROOT, module_closure
+from lorauq.marked import replace_marked
 from lorauq.methods.registry import ARTEFACTS, METHODS, Method
 
 __all__ = ["BEGIN", "END", "RUNNER", "main", "method_stage", "render", "updated", "write"]
@@ -86,11 +87,7 @@ def render(methods: dict[str, Method] = METHODS, root: Path = ROOT) -> str:
 
 def updated(text: str, block: str) -> str:
     """``text`` (dvc.yaml) with its method stage replaced by ``block``."""
-    if text.count(BEGIN) != 1 or text.count(END) != 1:
-        raise ConfigError(f"dvc.yaml: expected one method stage between {BEGIN!r} and {END!r}")
-    head, rest = text.split(BEGIN)
-    _old, tail = rest.split(END)
-    return head + block + tail
+    return replace_marked(text, BEGIN, END, block, "dvc.yaml, the method stage")
 
 
 def write(root: Path = ROOT, methods: dict[str, Method] = METHODS) -> Path:

@@ -28,8 +28,11 @@ if TYPE_CHECKING:  # pragma: no cover - types only: config imports this module
 
 __all__ = [
     "ARTEFACTS",
+    "FINAL",
     "METHODS",
     "CheckpointsSettings",
+    "EarlyStoppedSettings",
+    "HeldOutSettings",
     "IvonSettings",
     "LaplaceSettings",
     "McDropoutSettings",
@@ -99,16 +102,35 @@ class CheckpointsSettings:
 
 
 @dataclass(frozen=True)
-class TemperatureSettings(NoSettings):
-    """Temperature scaling fits on the held-out training rows: nothing to set."""
+class HeldOutSettings(NoSettings):
+    """A method that reads the held-out training rows and has nothing else to set; ``uses``
+    says what it does with them (the error's words when there are none)."""
+
+    uses = "reads the held-out training rows"
 
     def check(self, params: Params, where: str, runs: bool) -> None:
-        """It needs held-out rows to fit on."""
+        """It needs held-out rows (``data.calibration_fraction`` > 0)."""
         if runs and params.data.calibration_fraction == 0.0:
+            name = where.rsplit(".", 1)[-1]
             raise ConfigError(
                 f"{params.profile}.data.calibration_fraction is 0 but methods.run has "
-                "'temperature', which fits on the held-out training rows; set it, e.g. 0.1"
+                f"{name!r}, which {self.uses}; set it, e.g. 0.1"
             )
+
+
+@dataclass(frozen=True)
+class TemperatureSettings(HeldOutSettings):
+    """Temperature scaling fits on the held-out training rows: nothing to set."""
+
+    uses = "fits on the held-out training rows"
+
+
+@dataclass(frozen=True)
+class EarlyStoppedSettings(HeldOutSettings):
+    """Early stopping chooses each member's checkpoint on the held-out training rows: nothing
+    to set."""
+
+    uses = "chooses each member's checkpoint on the held-out training rows"
 
 
 @dataclass(frozen=True)
@@ -201,6 +223,9 @@ class IvonSettings:
             )
 
 
+#: The methods table's ``selected_by`` of a method whose samples are the final checkpoint's.
+FINAL = "final epoch"
+
 #: What a method's stage may read, each with its path in dvc.yaml (``${main}``: the main
 #: ensemble, copied to the top level of params.yaml like the stage lists).
 ARTEFACTS = {
@@ -222,6 +247,8 @@ class Method:
     sections of the profile it reads (DVC reruns its stage when they change).
     ``cost``: fine-tuning and evaluation passes relative to one member, from the params and
     what the run fitted. ``one_run``: why its rows have a single run where they have one.
+    ``selected_by``: how the checkpoint its samples come from was chosen (the methods table's
+    ``selected_by`` column).
     """
 
     name: str
@@ -231,6 +258,7 @@ class Method:
     profile_params: tuple[str, ...]
     cost: Callable[[Params, dict[str, Any]], dict[str, Any]]
     one_run: str
+    selected_by: str = FINAL
 
     @property
     def module(self) -> str:
@@ -318,6 +346,21 @@ METHODS: dict[str, Method] = {
                 "eval_passes": params.methods.ivon.samples,
             },
             one_run=_OWN_MEMBER,
+        ),
+        Method(
+            "early_stopped",
+            EarlyStoppedSettings,
+            per_member=False,
+            needs=("base", "prepared", "main_adapters", "main_logits"),
+            profile_params=_INFERENCE,
+            # an ensemble of M members; each member's every checkpoint on the held-out rows,
+            # then the M chosen ones on the eval sets (their logits are the stored ones)
+            cost=lambda params, fitted: {
+                "finetune_passes": len(params.members),
+                "eval_passes": len(params.members) * (fitted["checkpoint_count"] + 1),
+            },
+            one_run="one ensemble of M seeds, each at its own checkpoint",
+            selected_by="lowest held-out NLL, per member",
         ),
     )
 }

@@ -22,12 +22,12 @@ from lorauq.analysis import (
     ood_aurocs,
     probability_cube,
 )
+from lorauq.methods.registry import FINAL
 
 __all__ = [
     "AUROC_SCORES",
     "BEST",
     "COLUMNS",
-    "FINAL",
     "IN_DOMAIN",
     "NO_LABELS",
     "ONE_SAMPLE",
@@ -62,7 +62,6 @@ COLUMNS = [
 ]
 ONE_SAMPLE = "one sample: MI is 0 by construction and cannot rank"
 IN_DOMAIN = "in-domain set: the reference the other sets are told from"
-FINAL = "final epoch"
 BEST = "lowest in-domain NLL"
 
 

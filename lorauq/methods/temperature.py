@@ -1,9 +1,9 @@
 """Method ``temperature``: a member's letter logits divided by T, fitted by NLL on the
 held-out training rows (``data/prepared/calibration.parquet``), once per seed.
 
-Each member's final adapter is evaluated on the held-out rows (one base load, the rows
-encoded once, the adapters in turn, as inference does without joint evaluation); T is fitted
-on them and applied to the member's stored logits. Its record:
+Each member's final adapter is evaluated on the held-out rows
+(:func:`lorauq.methods.held_out.held_out_logits`); T is fitted on them and applied to the
+member's stored logits. Its record:
 :data:`lorauq.methods.registry.METHODS`.
 """
 
@@ -14,6 +14,7 @@ import pandas as pd
 from lorauq.config import Params
 from lorauq.layout import Layout
 from lorauq.methods import posthoc
+from lorauq.methods.held_out import held_out_logits
 from lorauq.stages.methods import MethodOutput, final_adapter, main_logits
 
 __all__ = ["calibration_logits", "run"]
@@ -21,35 +22,11 @@ __all__ = ["calibration_logits", "run"]
 
 def calibration_logits(params: Params, layout: Layout) -> pd.DataFrame:
     """Every member's final adapter on the held-out rows."""
-    from lorauq.infer import evaluate_in_turn
-    from lorauq.model import load_base
-    from lorauq.questions import read_prepared
-    from lorauq.readout import encode_eval_sets
-
-    model, tokenizer = load_base(params.base, layout.base)
-    encoded = encode_eval_sets(
-        tokenizer,
-        {"calibration": read_prepared(layout.calibration_table)},
-        template=params.data.template,
-        infer=params.infer,
-        stored_letters=params.data.stored_letters,
-        prefix="temperature",
-    )
     folders = {}
     for member in params.members:
         adapter, final = final_adapter(params, layout, member)
         folders[(member, final)] = adapter
-    tables: list[pd.DataFrame] = []
-    evaluate_in_turn(
-        model,
-        tokenizer.pad_token_id,
-        encoded,
-        folders,
-        params.infer,
-        False,
-        lambda member, epoch, member_tables: tables.extend(member_tables),
-    )
-    return pd.concat(tables, ignore_index=True)
+    return held_out_logits(params, layout, folders, prefix="temperature")
 
 
 def run(params: Params, layout: Layout, progress: bool = False) -> MethodOutput:

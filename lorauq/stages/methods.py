@@ -38,6 +38,7 @@ __all__ = [
     "final_adapter",
     "main",
     "main_logits",
+    "member_checkpoints",
     "member_logits",
     "member_unit",
     "method_dir",
@@ -82,13 +83,20 @@ def member_unit(params: Params, member: int = 0) -> str:
     )
 
 
-def final_adapter(params: Params, layout: Layout, member: int = 0) -> tuple[Path, int]:
-    """The folder of ``member``'s last complete epoch in the main ensemble, and the epoch."""
+def member_checkpoints(params: Params, layout: Layout, member: int = 0) -> dict[int, Path]:
+    """The folders of ``member``'s complete checkpoints in the main ensemble, by epoch (the
+    logits' ``epoch`` column), in order."""
     folder = layout.member_dir(params.main_ensemble, member_unit(params, member), member)
     epochs = completed_epochs(folder)
     if not epochs:
         raise StoreError(f"{folder}: no complete epochs; fine-tune the main ensemble first")
-    return epoch_dir(folder, epochs[-1]), epochs[-1]
+    return {epoch: epoch_dir(folder, epoch) for epoch in epochs}
+
+
+def final_adapter(params: Params, layout: Layout, member: int = 0) -> tuple[Path, int]:
+    """The folder of ``member``'s last complete epoch in the main ensemble, and the epoch."""
+    epoch, folder = list(member_checkpoints(params, layout, member).items())[-1]
+    return folder, epoch
 
 
 def member_logits(params: Params, layout: Layout, member: int = 0) -> pd.DataFrame:

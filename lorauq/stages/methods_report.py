@@ -68,12 +68,13 @@ def collect(params: Params, layout: Layout) -> dict[str, MethodRuns]:
     for name in params.methods.run:
         folder = layout.root / "data" / "methods" / name
         info = json.loads((folder / "info.json").read_text(encoding="utf-8"))
-        found[name] = MethodRuns(_method_runs(folder), info, method(name).one_run)
+        record = method(name)
+        found[name] = MethodRuns(_method_runs(folder), info, record.one_run, record.selected_by)
         if (folder / "linearised.parquet").exists():
             found[f"{name}_linearised"] = MethodRuns(
                 _method_runs(folder, "linearised"),
                 {**info, "eval_passes": "1 + a Jacobian per question (K backward passes)"},
-                method(name).one_run,
+                record.one_run,
                 one_sample="one distribution (the probit read-out): no samples, no MI",
             )
     return found

@@ -4,7 +4,9 @@ The methods of the methods table (:func:`lorauq.stages.methods_report.collect`),
 recomputed in the protocol's 15 bins, as the Bayesian-LoRA protocol reports them
 (:mod:`lorauq.protocol`): the LoRA ensemble of all the profile's members at the final epoch
 (``ensemble_m<M>``), the first three of them (``ensemble_m3``, the ensemble the protocol's
-papers ran), and each method of ``methods.run``. Ensembles selected at their best epoch on
+papers ran), the M members each early-stopped on the held-out training rows
+(``ensemble_m<M>_early``, the method ``early_stopped``, as the ensemble should be run), and
+each other method of ``methods.run``. Ensembles selected at their best epoch on
 the validation split are left out: the protocol's sets are its validation splits, and a
 number selected on them is not a validation number. The task is the training source's name.
 """
@@ -20,16 +22,19 @@ from lorauq.atomic import atomic_path
 from lorauq.config import Params, load_params
 from lorauq.errors import exit_code
 from lorauq.layout import Layout
-from lorauq.methods.report import FINAL, MethodRuns, methods_table
+from lorauq.methods.registry import FINAL
+from lorauq.methods.report import MethodRuns, methods_table
 from lorauq.plots import save_figure
 from lorauq.protocol import ECE_BINS, figure, protocol_comparison, protocol_rows
 from lorauq.protocol_reference import read_protocol_reference
 from lorauq.stages.methods_report import collect
 
-__all__ = ["PROTOCOL_ENSEMBLE", "REFERENCE", "main", "protocol_methods", "run"]
+__all__ = ["EARLY_STOPPED", "PROTOCOL_ENSEMBLE", "REFERENCE", "main", "protocol_methods", "run"]
 
 #: The published numbers of the protocol (data/reference/README.md).
 REFERENCE = Path("data") / "reference" / "bayesian_lora_protocol.csv"
+#: The method whose samples are the ensemble early-stopped on held-out training rows.
+EARLY_STOPPED = "early_stopped"
 #: The ensemble size the protocol's papers ran.
 PROTOCOL_ENSEMBLE = 3
 
@@ -41,8 +46,10 @@ def _write_csv(table: pd.DataFrame, path: Path) -> None:
 
 def protocol_methods(params: Params, layout: Layout) -> dict[str, MethodRuns]:
     """The rows of the protocol table: the ensembles of M = all and M = 3 members at the final
-    epoch, then each method of ``methods.run``."""
+    epoch, the M-member ensemble early-stopped on held-out training rows where ``methods.run``
+    has ``early_stopped`` (``ensemble_m<M>_early``), then each other method of it."""
     found = collect(params, layout)
+    early = found.pop(EARLY_STOPPED, None)
     everyone = found.pop("lora_ensemble")
     found.pop("lora_ensemble@best", None)
     found.pop("single@best", None)
@@ -55,6 +62,8 @@ def protocol_methods(params: Params, layout: Layout) -> dict[str, MethodRuns]:
         rows[f"ensemble_m{PROTOCOL_ENSEMBLE}"] = MethodRuns(
             [first], cost, f"one ensemble of the first {PROTOCOL_ENSEMBLE} seeds", FINAL
         )
+    if early is not None:
+        rows[f"ensemble_m{early.runs[0]['member'].nunique()}_early"] = early
     return {**rows, **found}
 
 
