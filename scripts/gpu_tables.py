@@ -67,6 +67,17 @@ PROTOCOL_TASKS = {
     "OpenBookQA": 500,
     "BoolQ": 3_270,
 }
+#: Training questions of the six tasks (their training splits; tests/test_sources_protocol.py
+#: checks the full copies against these sizes): the held-out rows of the `protocol` profile are
+#: ``data.calibration_fraction`` of them.
+PROTOCOL_TRAIN_TASKS = {
+    "WinoGrande-S": 640,
+    "ARC-Challenge": 1_119,
+    "ARC-Easy": 2_251,
+    "WinoGrande-M": 2_558,
+    "OpenBookQA": 4_957,
+    "BoolQ": 9_427,
+}
 #: Llama-2-7B's block parameters (32 layers of 4096-wide attention and 11008-wide MLP, and
 #: the final norm; embedding and LM head left out as for Mistral-7B).
 LLAMA2_7B_BLOCK_PARAMETERS = 6_476_271_616
@@ -129,6 +140,11 @@ def _tflops(value: float) -> str:
 
 def _hours(value: float) -> str:
     return _number(value, 1) if value < 100 else _number(value)
+
+
+def _fine_hours(value: float) -> str:
+    """Hours with two decimals below one hour, where one decimal would round them away."""
+    return f"{value:.2f}" if value < 1 else _hours(value)
 
 
 def _shape(row: dict[str, Any]) -> str:
@@ -431,6 +447,55 @@ def _source_cell(found: Cost | None) -> str:
 
 
 @dataclass(frozen=True)
+class ProtocolRates:
+    """Llama-2-7B's rates on one measured card, derived from the Mistral-7B rows: a training
+    step's fixed part (the host's kernel launches) and its seconds per token, and evaluation's
+    seconds per token. Both of the protocol's cost tables price their work with these."""
+
+    card: str
+    fixed_s: float
+    token_s: float
+    eval_token_s: float
+    cites: tuple[str, ...]
+
+    def step_s(self, batch: int, max_length: int) -> float:
+        """One training step at ``batch`` questions of ≤ ``max_length`` tokens."""
+        return self.fixed_s + self.token_s * batch * max_length
+
+    def run_h(self, steps: int, batch: int, max_length: int) -> float:
+        """One training run of ``steps`` steps, in hours."""
+        return steps * self.step_s(batch, max_length) / 3600
+
+    def pass_h(self, questions: int, max_length: int) -> float:
+        """One evaluation pass over ``questions`` of ≤ ``max_length`` tokens, in hours."""
+        return questions * max_length * self.eval_token_s / 3600
+
+
+def protocol_rates(cards: dict[str, dict[str, Measured]]) -> ProtocolRates | None:
+    """A line through the step times of the measured bf16 single-member training rows at
+    batch 8 and 32 (a fixed part and a part per token), its per-token part scaled from
+    Mistral-7B's N to Llama-2-7B's; evaluation at the measured bf16 rate, scaled the same
+    way. The first card with all three rows; None when none has them."""
+    for card, rows in cards.items():
+        small, large = rows.get("bfloat16-train-1x8"), rows.get("bfloat16-train-1x32")
+        evaluate = rows.get("bfloat16-evaluate-1")
+        if not (small and large and evaluate):
+            continue
+        points = []
+        for m in (small, large):
+            r = m.row
+            tokens = r["batch_per_member"] * r["tokens_per_s"] / r["questions_per_s"]
+            points.append((tokens, tokens / r["tokens_per_s"]))
+        (t1, s1), (t2, s2) = points
+        per_token = (s2 - s1) / (t2 - t1)
+        scale = LLAMA2_7B_BLOCK_PARAMETERS / small.payload["model"]["block_parameters"]
+        cites = (small.cite, large.cite, evaluate.cite)
+        eval_token_s = scale / evaluate.row["tokens_per_s"]
+        return ProtocolRates(card, s1 - per_token * t1, per_token * scale, eval_token_s, cites)
+    return None
+
+
+@dataclass(frozen=True)
 class ProtocolCost:
     """The Bayesian-LoRA protocol on the measured card: one run's hours, one evaluation pass
     over every task's validation split, and the step time behind them."""
@@ -451,29 +516,159 @@ class ProtocolCost:
 
 
 def protocol_cost(cards: dict[str, dict[str, Measured]]) -> ProtocolCost | None:
-    """Llama-2-7B's step at batch 4 × 300 tokens, from a line through the step times of the
-    measured bf16 single-member training rows at batch 8 and 32 (a fixed part, the host's
-    kernel launches, and a part per token), its per-token part scaled from Mistral-7B's N to
-    Llama-2-7B's; evaluation at the measured bf16 rate, scaled the same way."""
-    for card, rows in cards.items():
-        small, large = rows.get("bfloat16-train-1x8"), rows.get("bfloat16-train-1x32")
-        evaluate = rows.get("bfloat16-evaluate-1")
-        if not (small and large and evaluate):
-            continue
-        points = []
-        for m in (small, large):
-            r = m.row
-            tokens = r["batch_per_member"] * r["tokens_per_s"] / r["questions_per_s"]
-            points.append((tokens, tokens / r["tokens_per_s"]))
-        (t1, s1), (t2, s2) = points
-        per_token = (s2 - s1) / (t2 - t1)
-        scale = LLAMA2_7B_BLOCK_PARAMETERS / small.payload["model"]["block_parameters"]
-        step = s1 - per_token * t1 + per_token * scale * PROTOCOL_BATCH * PROTOCOL_MAX_LENGTH
-        eval_tokens = sum(PROTOCOL_TASKS.values()) * PROTOCOL_MAX_LENGTH
-        eval_pass = eval_tokens * scale / evaluate.row["tokens_per_s"] / 3600
-        cites = (small.cite, large.cite, evaluate.cite)
-        return ProtocolCost(card, step, PROTOCOL_STEPS * step / 3600, eval_pass, cites)
-    return None
+    """The published protocol at :func:`protocol_rates`: Llama-2-7B's step at batch 4 × 300
+    tokens, a pass over the six validation splits at ≤ 300 tokens a question."""
+    rates = protocol_rates(cards)
+    if rates is None:
+        return None
+    step = rates.step_s(PROTOCOL_BATCH, PROTOCOL_MAX_LENGTH)
+    run = rates.run_h(PROTOCOL_STEPS, PROTOCOL_BATCH, PROTOCOL_MAX_LENGTH)
+    eval_pass = rates.pass_h(sum(PROTOCOL_TASKS.values()), PROTOCOL_MAX_LENGTH)
+    return ProtocolCost(rates.card, step, run, eval_pass, rates.cites)
+
+
+def held_out_rows(train_questions: int, fraction: float) -> int:
+    """Rows ``prepare`` holds out of ``train_questions`` (``split_calibration``'s count: the
+    rounded fraction, at least one when the fraction is above 0)."""
+    return 0 if fraction == 0.0 else max(1, round(fraction * train_questions))
+
+
+@dataclass(frozen=True)
+class ProfileLine:
+    """One line of the `protocol` profile's cost: per task, its training runs and evaluation
+    passes, each pass over the validation split (``held_out`` false) or the held-out rows."""
+
+    name: str  # as the table shows it
+    runs: int
+    passes: int
+    held_out: bool
+    how: str
+
+
+def profile_lines(params: Params) -> list[ProfileLine]:
+    """What one task of ``params`` (the composed `protocol` profile) trains and evaluates: the
+    prior, the main ensemble (every member's checkpoints), then each method of
+    ``methods.run``. A method with no cost model here stops the script with its name."""
+    main = params.ensemble(params.main_ensemble).train
+    if main.steps is None:
+        raise SystemExit(f"{params.profile}.train.steps is null: the protocol cost counts steps")
+    members, checkpoints = len(params.members), main.checkpoint_count
+    member_evals = members * checkpoints
+    lines = [
+        ProfileLine("the prior (stage `prior`)", 0, 1, False, "the base before fine-tuning"),
+        ProfileLine(
+            f"LoRA ensemble (`ensemble_m{members}`, `ensemble_m3`)",
+            members,
+            member_evals,
+            False,
+            f"{members} members × {main.steps:,} steps (trained jointly, counted as {members} "
+            f"runs); each member's {checkpoints} checkpoints evaluated",
+        ),
+    ]
+    m = params.methods
+    for name in m.run:
+        label = f"`{name}`"
+        if name == "early_stopped":
+            how = f"no training; each member's {checkpoints} checkpoints on the held-out rows"
+            lines.append(ProfileLine(label, 0, member_evals, True, how))
+        elif name == "mc_dropout":
+            s = m.mc_dropout
+            how = f"{s.runs} runs of its own with dropout {s.dropout}, {s.passes} passes each"
+            lines.append(ProfileLine(label, s.runs, s.passes * s.runs, False, how))
+        elif name == "laplace":
+            s = m.laplace
+            how = (
+                f"no training; posteriors around members 0–{s.runs - 1}, {s.samples} samples "
+                "each (the curvature pass and the linearised read-out's Jacobians not counted)"
+            )
+            lines.append(ProfileLine(label, 0, s.samples * s.runs, False, how))
+        elif name == "ivon":
+            s = m.ivon
+            how = f"{s.runs} IVON runs (a step ≈ an AdamW step), {s.samples} samples each"
+            lines.append(ProfileLine(label, s.runs, s.samples * s.runs, False, how))
+        else:
+            raise SystemExit(f"{params.profile}.methods.run: no cost model for {name!r} here")
+    return lines
+
+
+@dataclass(frozen=True)
+class ProfileCost:
+    """The `protocol` profile over the six tasks (one experiment each) at ``rates``."""
+
+    rates: ProtocolRates
+    lines: tuple[ProfileLine, ...]
+    run_h: float  # one training run, summed over the six tasks
+    validation_pass_h: float  # one pass over the six validation splits
+    held_out_pass_h: float  # one pass over the six tasks' held-out rows
+    held_out_questions: int
+
+    def line_hours(self, line: ProfileLine) -> float:
+        per_pass = self.held_out_pass_h if line.held_out else self.validation_pass_h
+        return line.runs * self.run_h + line.passes * per_pass
+
+    def total_hours(self) -> float:
+        return sum(self.line_hours(line) for line in self.lines)
+
+
+def profile_cost(params: Params, rates: ProtocolRates | None) -> ProfileCost | None:
+    """The composed `protocol` profile's six experiments at the protocol's rates: a step at
+    ``train.batch_size`` × ``train.max_length`` tokens, a question evaluated at ≤
+    ``infer.max_length`` tokens."""
+    if rates is None:
+        return None
+    train, infer = params.ensemble(params.main_ensemble).train, params.infer
+    held = sum(
+        held_out_rows(n, params.data.calibration_fraction) for n in PROTOCOL_TRAIN_TASKS.values()
+    )
+    return ProfileCost(
+        rates,
+        tuple(profile_lines(params)),
+        len(PROTOCOL_TASKS) * rates.run_h(train.steps or 0, train.batch_size, train.max_length),
+        rates.pass_h(sum(PROTOCOL_TASKS.values()), infer.max_length),
+        rates.pass_h(held, infer.max_length),
+        held,
+    )
+
+
+def profile_block(params: Params, found: ProfileCost | None) -> str:
+    """The table of this repository's `protocol` profile, every number an estimate."""
+    if found is None:
+        return "No estimate of the `protocol` profile either."
+    tasks, train = len(PROTOCOL_TASKS), params.ensemble(params.main_ensemble).train
+    lines = [
+        "| what | training runs per task | evaluation passes per task | a pass covers | how | "
+        f"GPU-hours, {tasks} tasks ({found.rates.card}, estimate) |",
+        "|---|---:|---:|---|---|---:|",
+    ]
+    for line in found.lines:
+        covers = "the held-out rows" if line.held_out else "the validation split"
+        lines.append(
+            f"| {line.name} | {line.runs} | {line.passes} | {covers} | {line.how} | "
+            f"≈ {_fine_hours(found.line_hours(line))} |"
+        )
+    runs = sum(line.runs for line in found.lines)
+    passes = sum(line.passes for line in found.lines)
+    lines.append(f"| all | {runs} | {passes} | | | **≈ {_hours(found.total_hours())}** |")
+    fraction = params.data.calibration_fraction
+    lines += [
+        "",
+        f"Estimate, from the composed params (`load_params` with `profile=protocol`) at the "
+        f"rates above: a training run is {train.steps:,} steps at batch {train.batch_size} × "
+        f"≤ {train.max_length} tokens ≈ {_fine_hours(found.run_h / tasks)} h a task. A pass over the "
+        f"validation split reads the task's validation questions "
+        f"({sum(PROTOCOL_TASKS.values()):,} over the {tasks} tasks) at ≤ "
+        f"{params.infer.max_length} tokens (`infer.max_length`) ≈ "
+        f"{found.validation_pass_h:.2f} h for all {tasks}; a pass over the held-out rows reads "
+        f"the {100 * fraction:g} % of each task's training split that `prepare` holds out "
+        f"(`data.calibration_fraction: {fraction:g}`; {found.held_out_questions:,} questions "
+        f"over the {tasks} tasks) ≈ "
+        f"{found.held_out_pass_h:.2f} h. Not counted: loading the base, writing checkpoints, "
+        "the `methods` and `protocol` stages' tables. The members train jointly "
+        "(`train.joint: true`), one step for all of them; they are counted as separate "
+        "runs, since no joint training row was measured, so the ensemble's line is likely "
+        "an overestimate.",
+    ]
+    return "\n".join(lines)
 
 
 def protocol_block(found: ProtocolCost | None) -> str:
@@ -506,7 +701,9 @@ def protocol_block(found: ProtocolCost | None) -> str:
     return "\n".join(lines)
 
 
-def cost_block(params: Params, cards: dict[str, dict[str, Measured]]) -> str:
+def cost_block(params: Params, cards: dict[str, dict[str, Measured]], protocol: Params) -> str:
+    """The paper profile's and Colab's costs, the published protocol's table, then this
+    repository's `protocol` profile (``protocol``: its composed params)."""
     lines = [
         "| run | card | base | GPU-hours | training | evaluation | peak memory | from |",
         "|---|---|---|---:|---:|---:|---:|---|",
@@ -542,11 +739,18 @@ def cost_block(params: Params, cards: dict[str, dict[str, Measured]]) -> str:
         "reuse a run): an estimate from the Mistral-7B rows, not a run.",
         "",
         protocol_block(protocol_cost(cards)),
+        "",
+        f"**This repository's `protocol` profile** (`dvc exp run -S profile=protocol`, one "
+        f"experiment per task, {len(PROTOCOL_TASKS)} in all: [protocol.md](protocol.md)) runs "
+        "other work per task: more members, checkpoints, held-out rows and runs of every "
+        "method, as its params say. Its cost at the same rates, an estimate too:",
+        "",
+        profile_block(protocol, profile_cost(protocol, protocol_rates(cards))),
     ]
     return "\n".join(lines)
 
 
-def summary_block(params: Params, cards: dict[str, dict[str, Measured]]) -> str:
+def summary_block(params: Params, cards: dict[str, dict[str, Measured]], protocol: Params) -> str:
     """The README's short cost table: the runs a reader picks between."""
     lines = ["| run | card | base | GPU-hours | peak memory |", "|---|---|---|---:|---:|"]
     for r in cost_rows(params, cards):
@@ -555,11 +759,19 @@ def summary_block(params: Params, cards: dict[str, dict[str, Measured]]) -> str:
                 f"| {r.run} | {r.card} | {r.base_label} | {_hours_cell(r.found)} | "
                 f"{_memory_cell(r.found)} |"
             )
-    protocol = protocol_cost(cards)
-    if protocol is not None:
+    published = protocol_cost(cards)
+    if published is not None:
         lines.append(
             "| the Bayesian-LoRA protocol table: Llama-2-7B, 6 tasks × 3 seeds, 6 methods | "
-            f"{protocol.card} | bfloat16 | ≈ {_hours(protocol.total_hours())} (estimate) | – |"
+            f"{published.card} | bfloat16 | ≈ {_hours(published.total_hours())} (estimate) | – |"
+        )
+    ours = profile_cost(protocol, protocol_rates(cards))
+    if ours is not None:
+        methods = ", ".join(protocol.methods.run)
+        lines.append(
+            f"| this repository's `protocol` profile: Llama-2-7B, 6 tasks, "
+            f"{len(protocol.members)} members, {methods} | {ours.rates.card} | "
+            f"{protocol.base.dtype} | ≈ {_hours(ours.total_hours())} (estimate) | – |"
         )
     lines += [
         "",
@@ -615,11 +827,12 @@ def render(root: Path) -> dict[Path, str]:
     files = results.load_all(root / results.RESULTS)
     cards = newest_rows(files)
     params = load_params(root / "params.yaml", {"profile": "paper"})
+    protocol = load_params(root / "params.yaml", {"profile": "protocol"})
     bodies: dict[str, Callable[[], str]] = {
         "throughput": lambda: throughput_block(files),
         "memory": lambda: memory_block(cards),
-        "cost": lambda: cost_block(params, cards),
-        "cost-summary": lambda: summary_block(params, cards),
+        "cost": lambda: cost_block(params, cards, protocol),
+        "cost-summary": lambda: summary_block(params, cards, protocol),
     }
     out = {}
     for relative, names in BLOCKS.items():
