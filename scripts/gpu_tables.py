@@ -543,52 +543,64 @@ class ProfileLine:
     passes: int
     held_out: bool
     how: str
+    step_factor: int = 1  # a step of its runs in AdamW steps (IVON: its weight draws a step)
+
+
+def _method_line(name: str, params: Params, checkpoints: int) -> ProfileLine:
+    """One method of ``methods.run`` per task: its own training runs and its passes. The
+    Laplace curvature pass and the linearised read-out's Jacobians are not counted (as in the
+    published table); a method with no cost model here stops the script with its name."""
+    m, members, label = params.methods, len(params.members), f"`{name}`"
+    if name in ("single", "checkpoints"):
+        return ProfileLine(label, 0, 0, False, "no training, no pass: the members' stored logits")
+    if name == "temperature":
+        how = f"no training; the {members} members' final adapters on the held-out rows"
+        return ProfileLine(label, 0, members, True, how)
+    if name == "early_stopped":
+        how = f"no training; each member's {checkpoints} checkpoints on the held-out rows"
+        return ProfileLine(label, 0, members * checkpoints, True, how)
+    if name == "mc_dropout":
+        s = m.mc_dropout
+        how = f"{s.runs} runs of its own with dropout {s.dropout}, {s.passes} passes each"
+        return ProfileLine(label, s.runs, s.passes * s.runs, False, how)
+    if name == "laplace":
+        s = m.laplace
+        how = (
+            f"no training; posteriors around members 0–{s.runs - 1}, {s.samples} samples "
+            "each (the curvature pass and the linearised read-out's Jacobians not counted)"
+        )
+        return ProfileLine(label, 0, s.samples * s.runs, False, how)
+    if name == "ivon":
+        s = m.ivon
+        draws = f"{s.train_samples} weight draw{'s' if s.train_samples > 1 else ''}"
+        how = (
+            f"{s.runs} IVON runs, {draws} a step (a step ≈ {s.train_samples} AdamW "
+            f"step{'s' if s.train_samples > 1 else ''}), {s.samples} samples each"
+        )
+        return ProfileLine(label, s.runs, s.samples * s.runs, False, how, s.train_samples)
+    raise SystemExit(f"{params.profile}.methods.run: no cost model for {name!r} here")
 
 
 def profile_lines(params: Params) -> list[ProfileLine]:
     """What one task of ``params`` (the composed `protocol` profile) trains and evaluates: the
     prior, the main ensemble (every member's checkpoints), then each method of
-    ``methods.run``. A method with no cost model here stops the script with its name."""
+    ``methods.run``."""
     main = params.ensemble(params.main_ensemble).train
     if main.steps is None:
         raise SystemExit(f"{params.profile}.train.steps is null: the protocol cost counts steps")
     members, checkpoints = len(params.members), main.checkpoint_count
-    member_evals = members * checkpoints
-    lines = [
+    return [
         ProfileLine("the prior (stage `prior`)", 0, 1, False, "the base before fine-tuning"),
         ProfileLine(
             f"LoRA ensemble (`ensemble_m{members}`, `ensemble_m3`)",
             members,
-            member_evals,
+            members * checkpoints,
             False,
             f"{members} members × {main.steps:,} steps (trained jointly, counted as {members} "
             f"runs); each member's {checkpoints} checkpoints evaluated",
         ),
+        *(_method_line(name, params, checkpoints) for name in params.methods.run),
     ]
-    m = params.methods
-    for name in m.run:
-        label = f"`{name}`"
-        if name == "early_stopped":
-            how = f"no training; each member's {checkpoints} checkpoints on the held-out rows"
-            lines.append(ProfileLine(label, 0, member_evals, True, how))
-        elif name == "mc_dropout":
-            s = m.mc_dropout
-            how = f"{s.runs} runs of its own with dropout {s.dropout}, {s.passes} passes each"
-            lines.append(ProfileLine(label, s.runs, s.passes * s.runs, False, how))
-        elif name == "laplace":
-            s = m.laplace
-            how = (
-                f"no training; posteriors around members 0–{s.runs - 1}, {s.samples} samples "
-                "each (the curvature pass and the linearised read-out's Jacobians not counted)"
-            )
-            lines.append(ProfileLine(label, 0, s.samples * s.runs, False, how))
-        elif name == "ivon":
-            s = m.ivon
-            how = f"{s.runs} IVON runs (a step ≈ an AdamW step), {s.samples} samples each"
-            lines.append(ProfileLine(label, s.runs, s.samples * s.runs, False, how))
-        else:
-            raise SystemExit(f"{params.profile}.methods.run: no cost model for {name!r} here")
-    return lines
 
 
 @dataclass(frozen=True)
@@ -604,7 +616,7 @@ class ProfileCost:
 
     def line_hours(self, line: ProfileLine) -> float:
         per_pass = self.held_out_pass_h if line.held_out else self.validation_pass_h
-        return line.runs * self.run_h + line.passes * per_pass
+        return line.runs * line.step_factor * self.run_h + line.passes * per_pass
 
     def total_hours(self) -> float:
         return sum(self.line_hours(line) for line in self.lines)

@@ -10,6 +10,7 @@ tables against numbers computed here by the documented formulas.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import shutil
@@ -18,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -265,27 +267,8 @@ def test_every_number_names_its_card_and_estimates_say_so(repo_copy: Path):
 
 
 def test_protocol_step_time_is_the_line_through_two_measured_rows():
-    # step seconds = 0.1 + 1e-4 · tokens, at 60 tokens per question
-    rows = {}
-    payload = {
-        "model": {"block_parameters": N},
-        "date": "2026-12-24",
-        "environment": {"card": "H100 80GB HBM3"},
-    }
-    for batch in (8, 32):
-        tokens = batch * 60
-        step = 0.1 + 1e-4 * tokens
-        row = {
-            "id": f"bfloat16-train-1x{batch}",
-            "batch_per_member": batch,
-            "tokens_per_s": tokens / step,
-            "questions_per_s": batch / step,
-        }
-        rows[row["id"]] = gpu_tables.Measured(row, payload)
-    rows["bfloat16-evaluate-1"] = gpu_tables.Measured(
-        {"id": "bfloat16-evaluate-1", "tokens_per_s": 30_000.0}, payload
-    )
-    found = gpu_tables.protocol_cost({"H100 80GB HBM3": rows})
+    # step seconds = 0.1 + 1e-4 · tokens, at 60 tokens per question (``_line_rows``)
+    found = gpu_tables.protocol_cost(_line_rows())
     scale = gpu_tables.LLAMA2_7B_BLOCK_PARAMETERS / N
     assert found.step_s == pytest.approx(0.1 + 1e-4 * scale * 4 * 300)
     assert found.per_run_h == pytest.approx(5000 * found.step_s / 3600)
@@ -299,6 +282,10 @@ def test_no_measurements_leave_the_costs_not_measured_yet():
     assert gpu_tables.cost_rows(params, {}) == []
     assert gpu_tables.path_time_cell(params, {}) == " ([cost](docs/gpu.md#what-a-run-costs))"
     assert "no estimate" in gpu_tables.protocol_block(None)
+    assert gpu_tables.protocol_rates({}) is None
+    protocol = gpu_tables.load_params(ROOT / "params.yaml", {"profile": "protocol"})
+    assert gpu_tables.profile_cost(protocol, None) is None
+    assert "No estimate" in gpu_tables.profile_block(protocol, None)
 
 
 # --------------------------------------------------------------------------- bad files
@@ -363,3 +350,188 @@ def test_colab_rows_quote_the_notebook_s_estimates():
     ):
         row = next(line for line in summary.splitlines() if label in line)
         assert f"≈ {sum(colab.estimate_hours(run, card)):.1f} (estimate)" in row, row
+
+
+# ------------------------------------------------------- this repository's protocol profile
+
+#: Held-out rows of the six tasks at ``calibration_fraction`` 0.1: round(0.1 × the training
+#: split) of WinoGrande-S 640, ARC-Challenge 1,119, ARC-Easy 2,251, WinoGrande-M 2,558,
+#: OpenBookQA 4,957, BoolQ 9,427.
+HELD_OUT_AT_10_PERCENT = 64 + 112 + 225 + 256 + 496 + 943
+VALIDATION_QUESTIONS = 1_267 + 299 + 570 + 1_267 + 500 + 3_270
+
+
+def _protocol_by_hand(raw: dict, fixed_s: float, token_s: float, eval_token_s: float) -> dict:
+    """GPU-hours of each line of the `protocol` profile's table over the six tasks, from the
+    raw ``protocol`` section of params.yaml and Llama-2-7B's rates (a step's fixed seconds,
+    seconds per trained token, seconds per evaluated token)."""
+    p = raw["protocol"]
+    assert p["members"] == ["0-4"] and p["methods"]["run"] == [
+        "early_stopped",
+        "mc_dropout",
+        "laplace",
+        "ivon",
+    ]
+    assert p["data"]["calibration_fraction"] == 0.1
+    members, checkpoints = 5, len(p["train"]["checkpoint_steps"]) + 1  # and the last step
+    train = p["train"]
+    step = fixed_s + token_s * train["batch_size"] * train["max_length"]
+    run = 6 * train["steps"] * step / 3600  # one run on each task
+    validation = VALIDATION_QUESTIONS * p["infer"]["max_length"] * eval_token_s / 3600
+    held = HELD_OUT_AT_10_PERCENT * p["infer"]["max_length"] * eval_token_s / 3600
+    mc, la, ivon = (p["methods"][k] for k in ("mc_dropout", "laplace", "ivon"))
+    lines = {
+        "prior": validation,
+        "ensemble": members * run + members * checkpoints * validation,
+        "early_stopped": members * checkpoints * held,
+        "mc_dropout": mc["runs"] * run + mc["runs"] * mc["passes"] * validation,
+        "laplace": la["runs"] * la["samples"] * validation,
+        "ivon": ivon["runs"] * run + ivon["runs"] * ivon["samples"] * validation,
+    }
+    return {**lines, "total": sum(lines.values())}
+
+
+def _line_rows(card: str = "H100 80GB HBM3") -> dict:
+    """Rows whose step seconds are 0.1 + 1e-4 · tokens (60 tokens a question) and whose
+    evaluation reads 30,000 tokens/s, on Mistral-7B's N."""
+    rows = {}
+    payload = {
+        "model": {"block_parameters": N},
+        "date": "2026-12-24",
+        "environment": {"card": card},
+    }
+    for batch in (8, 32):
+        tokens = batch * 60
+        step = 0.1 + 1e-4 * tokens
+        row = {
+            "id": f"bfloat16-train-1x{batch}",
+            "batch_per_member": batch,
+            "tokens_per_s": tokens / step,
+            "questions_per_s": batch / step,
+        }
+        rows[row["id"]] = gpu_tables.Measured(row, payload)
+    rows["bfloat16-evaluate-1"] = gpu_tables.Measured(
+        {"id": "bfloat16-evaluate-1", "tokens_per_s": 30_000.0}, payload
+    )
+    return {card: rows}
+
+
+def _raw_params(root: Path = ROOT) -> dict:
+    return yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+
+
+def test_protocol_profile_cost_is_its_params_work_at_the_protocol_rates():
+    params = gpu_tables.load_params(ROOT / "params.yaml", {"profile": "protocol"})
+    found = gpu_tables.profile_cost(params, gpu_tables.protocol_rates(_line_rows()))
+    scale = gpu_tables.LLAMA2_7B_BLOCK_PARAMETERS / N
+    hand = _protocol_by_hand(_raw_params(), 0.1, 1e-4 * scale, scale / 30_000)
+    assert found.held_out_questions == HELD_OUT_AT_10_PERCENT
+    by_line = {line.name: found.line_hours(line) for line in found.lines}
+    assert [(line.runs, line.passes, line.held_out) for line in found.lines] == [
+        (0, 1, False),  # the prior
+        (5, 25, False),  # 5 members, each evaluated at 5 checkpoints
+        (0, 25, True),  # early stopping: the same 25 adapters on the held-out rows
+        (3, 30, False),  # MC dropout: 3 runs × 10 passes
+        (0, 30, False),  # Laplace around members 0–2: 3 × 10 samples
+        (3, 30, False),  # IVON: 3 runs × 10 samples
+    ]
+    names = ["prior", "ensemble", "early_stopped", "mc_dropout", "laplace", "ivon"]
+    for name, hours in zip(names, by_line.values(), strict=True):
+        assert hours == pytest.approx(hand[name], rel=1e-12), name
+    assert found.total_hours() == pytest.approx(hand["total"], rel=1e-12)
+    # the published table's rates are the same numbers: one step at batch 4 × 300 tokens
+    published = gpu_tables.protocol_cost(_line_rows())
+    assert found.run_h == pytest.approx(6 * published.per_run_h)
+
+
+@pytest.mark.parametrize("train_questions", [640, 1_119, 2_251, 2_558, 4_957, 9_427, 7])
+def test_held_out_rows_are_what_prepare_holds_out(train_questions: int):
+    import pandas as pd
+
+    from lorauq.stages.prepare import split_calibration
+
+    frame = pd.DataFrame({"id": range(train_questions)})
+    for fraction in (0.1, 0.25, 0.0):
+        held = split_calibration(frame, fraction)[1]
+        assert gpu_tables.held_out_rows(train_questions, fraction) == len(held)
+
+
+def _profile_rows(block: str) -> dict[str, str]:
+    """The `protocol` profile's table in a cost block: first cell -> the line."""
+    table = block.split("**This repository's `protocol` profile**")[1]
+    return {line.split(" | ")[0].strip("| "): line for line in _tables(table)[0][2:]}
+
+
+def _new_run_rates() -> tuple[float, float, float]:
+    """Llama-2-7B's rates from the made-up run's bf16 rows, by the documented line: step
+    seconds at batch 8 and 32 (60 tokens a question), evaluation at 119.5 tokens a question."""
+    s8, s32 = 8 / RATES[("bfloat16", "train", 1, 8)], 32 / RATES[("bfloat16", "train", 1, 32)]
+    per_token = (s32 - s8) / (32 * 60 - 8 * 60)
+    scale = gpu_tables.LLAMA2_7B_BLOCK_PARAMETERS / N
+    evaluate = RATES[("bfloat16", "evaluate", 1, None)] * 119.5
+    return s8 - per_token * 8 * 60, per_token * scale, scale / evaluate
+
+
+def test_a_new_run_rewrites_the_protocol_profile_s_table(repo_copy: Path):
+    assert _script("--root", str(repo_copy)).returncode == 0
+    hand = _protocol_by_hand(_raw_params(repo_copy), *_new_run_rates())
+    doc = (repo_copy / "docs" / "gpu.md").read_text(encoding="utf-8")
+    rows = _profile_rows(_block(doc, "cost"))
+    assert rows["`mc_dropout`"].startswith("| `mc_dropout` | 3 | 30 | the validation split |")
+    assert rows["`early_stopped`"].startswith("| `early_stopped` | 0 | 25 | the held-out rows |")
+    assert rows["`ivon`"].endswith(f"| ≈ {hand['ivon']:,.1f} |")
+    assert rows["all"] == f"| all | 11 | 141 | | | **≈ {hand['total']:,.1f}** |"
+    readme = (repo_copy / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if "`protocol` profile" in line)
+    assert f"| H100 80GB HBM3 | bfloat16 | ≈ {hand['total']:,.1f} (estimate) |" in row
+
+
+def test_more_mc_dropout_runs_in_params_change_the_table(repo_copy: Path):
+    raw = _raw_params(repo_copy)
+    raw["protocol"]["methods"]["mc_dropout"]["runs"] = 5
+    (repo_copy / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    assert _script("--root", str(repo_copy)).returncode == 0
+    hand = _protocol_by_hand(raw, *_new_run_rates())
+    rows = _profile_rows(_block((repo_copy / "docs" / "gpu.md").read_text("utf-8"), "cost"))
+    mc = rows["`mc_dropout`"]
+    assert mc.startswith("| `mc_dropout` | 5 | 50 | the validation split | 5 runs of its own")
+    assert mc.endswith(f"| ≈ {hand['mc_dropout']:,.1f} |")
+    assert rows["all"] == f"| all | 13 | 161 | | | **≈ {hand['total']:,.1f}** |"
+    # and the committed docs, made from runs: 3, are out of step with such a params.yaml
+    shutil.copy(ROOT / "docs" / "gpu.md", repo_copy / "docs" / "gpu.md")
+    shutil.copy(ROOT / "README.md", repo_copy / "README.md")
+    for path in (repo_copy / "benchmarks" / "results").glob("*2026-12-24.json"):
+        path.unlink()
+    assert _script("--check", "--root", str(repo_copy)).returncode == 1
+
+
+def test_every_method_the_registry_offers_has_a_line_and_ivon_counts_its_draws():
+    params = gpu_tables.load_params(
+        ROOT / "params.yaml",
+        {
+            "profile": "protocol",
+            "protocol.methods.run": ["single", "checkpoints", "temperature", "ivon"],
+            "protocol.methods.ivon.train_samples": 2,
+        },
+    )
+    found = gpu_tables.profile_cost(params, gpu_tables.protocol_rates(_line_rows()))
+    lines = {line.name: line for line in found.lines}
+    assert (lines["`single`"].runs, lines["`single`"].passes) == (0, 0)
+    assert (lines["`checkpoints`"].runs, lines["`checkpoints`"].passes) == (0, 0)
+    # temperature: the 5 members' final adapters on the held-out rows
+    temperature = lines["`temperature`"]
+    assert (temperature.runs, temperature.passes, temperature.held_out) == (0, 5, True)
+    assert found.line_hours(temperature) == pytest.approx(5 * found.held_out_pass_h)
+    # IVON with 2 weight draws a step: each of its 3 runs costs two AdamW runs
+    ivon = lines["`ivon`"]
+    assert found.line_hours(ivon) == pytest.approx(
+        3 * 2 * found.run_h + 30 * found.validation_pass_h
+    )
+    assert "2 weight draws a step" in ivon.how
+    unknown = dataclasses.replace(
+        params, methods=dataclasses.replace(params.methods, run=["bogus"])
+    )
+    with pytest.raises(
+        SystemExit, match=re.escape("protocol.methods.run: no cost model for 'bogus'")
+    ):
+        gpu_tables.profile_lines(unknown)
