@@ -572,11 +572,12 @@ def _method_line(name: str, params: Params, checkpoints: int) -> ProfileLine:
         return ProfileLine(label, 0, s.samples * s.runs, False, how)
     if name == "ivon":
         s = m.ivon
-        draws = f"{s.train_samples} weight draw{'s' if s.train_samples > 1 else ''}"
-        how = (
-            f"{s.runs} IVON runs, {draws} a step (a step ≈ {s.train_samples} AdamW "
-            f"step{'s' if s.train_samples > 1 else ''}), {s.samples} samples each"
+        draws = (
+            "1 weight draw a step (≈ an AdamW step)"
+            if s.train_samples == 1
+            else f"{s.train_samples} weight draws a step (≈ {s.train_samples} AdamW steps)"
         )
+        how = f"{s.runs} IVON runs, {draws}, {s.samples} samples each"
         return ProfileLine(label, s.runs, s.samples * s.runs, False, how, s.train_samples)
     raise SystemExit(f"{params.profile}.methods.run: no cost model for {name!r} here")
 
@@ -754,8 +755,9 @@ def cost_block(params: Params, cards: dict[str, dict[str, Measured]], protocol: 
         "",
         f"**This repository's `protocol` profile** (`dvc exp run -S profile=protocol`, one "
         f"experiment per task, {len(PROTOCOL_TASKS)} in all: [protocol.md](protocol.md)) runs "
-        "other work per task: more members, checkpoints, held-out rows and runs of every "
-        "method, as its params say. Its cost at the same rates, an estimate too:",
+        "other work per task: more members, checkpoints, held-out rows, and each method's "
+        "`runs` within the one experiment in place of seeds, as its params say. Its cost at "
+        "the same rates, an estimate too:",
         "",
         profile_block(protocol, profile_cost(protocol, protocol_rates(cards))),
     ]
