@@ -9,9 +9,10 @@ changes the docs by rerunning this, never by hand:
 
 It rewrites the blocks between ``<!-- gpu-<name>:start … -->`` and ``<!-- gpu-<name>:end -->``
 markers: in docs/gpu.md the throughput rows of every file, the peak memory per base, and what
-a run costs (the paper profile, Colab, the Bayesian-LoRA protocol); in README.md a short cost
-table and the time cell of the "paper on a GPU" row of its "Choose your path" table.
-``tests/test_gpu_tables.py`` fails when they are out of step with the files.
+a run costs (the paper profile, Colab, the published Bayesian-LoRA protocol, and this
+repository's `protocol` profile as params.yaml composes it); in README.md a short cost table
+and the time cell of the "paper on a GPU" row of its "Choose your path" table.
+``tests/test_gpu_tables.py`` fails when they are out of step with the files or params.yaml.
 
 Every number names its card. A cost is GPU-hours = questions ÷ the measured questions/s of
 the matching row (the row's card and date given); a cost on a card that was not measured is
