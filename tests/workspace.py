@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -31,9 +32,15 @@ OUTER_MAKE = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKEFILES")
 
 def without_outer_make(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """``environ`` (default: this process's) less what an outer ``make`` passed down, so a
-    ``make`` a test runs sees only the Makefile and its own arguments."""
+    ``make`` a test runs sees only the Makefile and its own arguments: make's own variables,
+    and each variable set on the outer command line (``PYTEST_ARGS=…``), which make both lists
+    in ``MAKEFLAGS`` after ``--`` and exports by itself."""
     source = os.environ if environ is None else environ
-    return {k: v for k, v in source.items() if k not in OUTER_MAKE}
+    flags = source.get("MAKEFLAGS", "")
+    padded = f" {flags} "
+    given = padded.split(" -- ", 1)[1] if " -- " in padded else ""
+    named = set(re.findall(r"(?:^|(?<=[^\\]) )([A-Za-z_][A-Za-z0-9_]*)=", given))
+    return {k: v for k, v in source.items() if k not in OUTER_MAKE and k not in named}
 
 
 def env(clone: Path) -> dict[str, str]:
