@@ -28,11 +28,6 @@ def _measured() -> pd.DataFrame:
     return pd.read_csv(DOCS / "methods-ground-truth.csv")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ivon and early_stopped not measured yet: python scripts/methods_ground_truth.py "
-    "--seeds 0-4 --methods ivon,early_stopped (then render the table into docs/methods.md)",
-)
 def test_five_world_seeds_and_every_method_were_measured() -> None:
     from lorauq.config import METHODS
 
